@@ -1,0 +1,1 @@
+"""mockaccel-sim: a sysfs tree that behaves like the mock-accel driver, without a guest."""

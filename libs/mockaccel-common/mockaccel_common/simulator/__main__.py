@@ -1,0 +1,5 @@
+import sys
+
+from mockaccel_common.simulator.cli import main
+
+sys.exit(main())

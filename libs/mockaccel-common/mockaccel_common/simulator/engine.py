@@ -1,0 +1,198 @@
+"""The simulator's behaviour: writes are validated and applied as the driver would.
+
+State lives in the tree itself plus a marker file holding the node's
+topology, so any number of processes can share one simulated node. Every
+mutation holds an exclusive ``flock`` on the tree, which serialises
+concurrent writers the way the driver's per-device mutex does.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mockaccel_common import regmap
+from mockaccel_common.errors import SysfsError, TopologyError
+from mockaccel_common.model import DeviceName
+from mockaccel_common.regmap import Status
+from mockaccel_common.simulator import tree
+from mockaccel_common.simulator.topology import NodeSpec, PfSpec, Topology, dumps_topology, loads_topology
+from mockaccel_common.sysfs import abi
+
+LOCK_FILE = ".mockaccel-sim.lock"
+WORDLIST_FILE = ".mockaccel-sim-wordlist"
+
+
+class SimulatedNode:
+    """A simulated node's sysfs tree, opened by root directory."""
+
+    def __init__(self, root: Path, node: NodeSpec) -> None:
+        self.root = root
+        self.node = node
+
+    # --- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, node: NodeSpec, wordlist: Path | None = None) -> SimulatedNode:
+        if (root / abi.SIM_MARKER).exists() or (root / abi.CLASS_DIR).exists():
+            raise SysfsError(f"{root} already holds a mock-accel tree", path=str(root), errno=errno.EEXIST)
+        sim = cls(root, node)
+        root.mkdir(parents=True, exist_ok=True)
+        with sim._locked():
+            tree.materialise(root, node)
+            if wordlist is not None:
+                shutil.copyfile(wordlist, root / WORDLIST_FILE)
+            tree.write_attribute(root / abi.SIM_MARKER, dumps_topology(Topology((node,))), 0o644)
+        return sim
+
+    @classmethod
+    def open(cls, root: Path) -> SimulatedNode:
+        try:
+            text = (root / abi.SIM_MARKER).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SysfsError(f"{root} is not a simulated sysfs tree", path=str(root), errno=exc.errno) from exc
+        try:
+            topology = loads_topology(text)
+        except TopologyError as exc:
+            raise SysfsError(f"corrupt simulator marker in {root}: {exc}", path=str(root)) from exc
+        return cls(root, topology.nodes[0])
+
+    @staticmethod
+    def is_simulated(root: Path) -> bool:
+        return (root / abi.SIM_MARKER).is_file()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # --- helpers -------------------------------------------------------------
+
+    def _device_dir(self, name: str) -> Path:
+        link = self.root / abi.CLASS_DIR / name
+        if not link.is_dir():
+            raise SysfsError(f"no such device {name}", path=str(link), errno=errno.ENOENT)
+        return link
+
+    def _pf(self, name: DeviceName) -> PfSpec:
+        for pf in self.node.pfs:
+            if pf.index == name.pf_index:
+                return pf
+        raise SysfsError(f"no such PF mock{name.pf_index}", errno=errno.ENODEV)
+
+    def _read(self, path: Path) -> str:
+        return path.read_text(encoding="ascii")
+
+    def _set_status(self, dev_dir: Path, status: Status) -> None:
+        tree.write_attribute(dev_dir / "status", abi.format_hex32(int(status)), 0o644)
+        tree.write_attribute(dev_dir / "health", abi.format_health(status), 0o444)
+
+    # --- the write paths ---------------------------------------------------
+
+    def write(self, device: str, attribute: str, text: str) -> None:
+        """Apply a user-space write; raises SysfsError with the driver's errno."""
+        path = self.root / abi.CLASS_DIR / device / attribute
+        with self._locked():
+            dev_dir = self._device_dir(device)
+            name = DeviceName.parse(device)
+            known = {a.name: a for a in abi.attributes_for(name.vf_index is not None)}
+            spec = known.get(attribute)
+            if spec is None:
+                raise SysfsError(f"{device} has no attribute {attribute}", path=str(path), errno=errno.ENOENT)
+            if not spec.mode & 0o200:
+                raise SysfsError(f"{attribute} is read-only", path=str(path), errno=errno.EACCES)
+            handler = getattr(self, f"_write_{attribute}")
+            handler(dev_dir, name, text, str(path))
+
+    def _write_status(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        requested = abi.parse_status_write(text, path)
+        current = abi.parse_status(self._read(dev_dir / "status"))
+        self._set_status(dev_dir, (current & ~regmap.STATUS_WRITABLE) | requested)
+
+    def _write_sriov_numvfs(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        pf = self._pf(name)
+        current = int(self._read(dev_dir / "sriov_numvfs"))
+        wanted = abi.parse_numvfs_write(text, current=current, total=pf.total_vfs, path=path)
+        if wanted == current:
+            return
+        if wanted == 0:
+            for vf_index in range(current):
+                vf_dir = self.root / abi.CLASS_DIR / f"{pf.name}v{vf_index}"
+                if Status.ALLOCATED in abi.parse_status(self._read(vf_dir / "status")):
+                    raise SysfsError(
+                        f"{pf.name}v{vf_index} is allocated; free it before disabling VFs", path=path, errno=errno.EBUSY
+                    )
+            for vf_index in range(current):
+                tree.remove_class_device(self.root, f"{pf.name}v{vf_index}")
+        else:
+            for vf_index in range(wanted):
+                tree.create_vf(self.root, pf, vf_index)
+        tree.write_attribute(dev_dir / "sriov_numvfs", abi.format_int(wanted), 0o644)
+        tree.write_attribute(tree.pci_dir_of(self.root, pf) / "sriov_numvfs", abi.format_int(wanted), 0o644)
+
+    def _write_passphrase_length(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        length = abi.parse_passphrase_length_write(text, path)
+        tree.write_attribute(dev_dir / "passphrase_length", abi.format_int(length), 0o644)
+
+    def _wordlist(self) -> list[str] | None:
+        try:
+            words = (self.root / WORDLIST_FILE).read_text(encoding="ascii").split()
+        except OSError:
+            return None
+        return words if len(words) == regmap.WORDLIST_WORDS else None
+
+    def _write_passphrase_generate(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        abi.parse_trigger_write(text, path)
+        words = self._wordlist()
+        if words is None:
+            tree.write_attribute(dev_dir / "passphrase_status", "error\n")
+            return
+        length = int(self._read(dev_dir / "passphrase_length"))
+        phrase = " ".join(secrets.choice(words) for _ in range(length))
+        tree.write_attribute(dev_dir / "passphrase", phrase + "\n")
+        tree.write_attribute(dev_dir / "passphrase_count", abi.format_int(length))
+        tree.write_attribute(dev_dir / "passphrase_status", "ready\n")
+
+    def _write_load_wordlist(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        abi.parse_trigger_write(text, path)
+        words = self._wordlist()
+        if words is None:
+            tree.write_attribute(dev_dir / "wordlist_loaded", "0\n")
+            tree.write_attribute(dev_dir / "wordlist_words", "0\n")
+            raise SysfsError("firmware mock-accel-wordlist.txt not found", path=path, errno=errno.ENOENT)
+        tree.write_attribute(dev_dir / "wordlist_loaded", "1\n")
+        tree.write_attribute(dev_dir / "wordlist_words", abi.format_int(len(words)))
+
+    # --- what the device or the platform does ------------------------------
+
+    def set_health(self, device: str, healthy: bool) -> None:
+        """The device reports a fault (or recovers), as fault injection would make it."""
+        with self._locked():
+            dev_dir = self._device_dir(device)
+            current = abi.parse_status(self._read(dev_dir / "status"))
+            updated = current & ~Status.UNHEALTHY if healthy else current | Status.UNHEALTHY
+            if updated != current:
+                self._set_status(dev_dir, updated)
+
+    def remove_pf(self, device: str) -> None:
+        """Hot-unplug a PF and its VFs (the driver's remove path)."""
+        name = DeviceName.parse(device)
+        if name.vf_index is not None:
+            raise SysfsError(f"{device} is a VF; remove its PF or lower sriov_numvfs", errno=errno.EINVAL)
+        with self._locked():
+            dev_dir = self._device_dir(device)
+            pf = self._pf(name)
+            for vf_index in range(int(self._read(dev_dir / "sriov_numvfs"))):
+                tree.remove_class_device(self.root, f"{pf.name}v{vf_index}")
+            tree.remove_class_device(self.root, device)
+            shutil.rmtree(tree.pci_dir_of(self.root, pf))

@@ -1,0 +1,157 @@
+"""Read mock-accel devices from a sysfs tree (the kernel's, or the simulator's).
+
+The root is always configurable: ``/sys`` in production, a temporary tree in
+tests. A scan never raises for one bad device: it skips the device and reports
+why, so a garbled attribute or a device that vanishes mid-scan cannot stop
+the callers' loops. The scan is synchronous file work; ``scan_devices`` runs
+it in one worker thread rather than hopping to a thread per file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from mockaccel_common.errors import SysfsError
+from mockaccel_common.model import Device, DeviceKind, DeviceName, PciAddress
+from mockaccel_common.sysfs import abi
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SkippedDevice:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    devices: tuple[Device, ...]
+    skipped: tuple[SkippedDevice, ...] = field(default=())
+
+    def by_name(self) -> dict[str, Device]:
+        return {d.name: d for d in self.devices}
+
+
+class _Skip(SysfsError):
+    """One device cannot be read; the message says why."""
+
+
+
+
+def class_dir(root: Path) -> Path:
+    return root / abi.CLASS_DIR
+
+
+def _read(path: Path) -> str:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise _Skip(f"missing attribute {path.name}") from exc
+    except UnicodeDecodeError as exc:
+        raise _Skip(f"attribute {path.name} is not ASCII") from exc
+    except OSError as exc:
+        raise _Skip(f"cannot read {path.name}: {exc.strerror}") from exc
+
+
+def _parse(path: Path, parser: Callable[[str], T]) -> T:
+    text = _read(path)
+    try:
+        return parser(text)
+    except ValueError as exc:
+        raise _Skip(str(exc)) from exc
+
+
+def pcie_root_of(resolved_pci_dir: Path) -> str | None:
+    """``pci0000:10`` for ``…/devices/pci0000:10/0000:10:00.0/0000:11:00.0``."""
+    parts = resolved_pci_dir.parts
+    for index, part in enumerate(parts[:-1]):
+        if part == "devices" and parts[index + 1].startswith("pci"):
+            return parts[index + 1]
+    return None
+
+
+def read_device(root: Path, name: str) -> Device:
+    """Read one device; raises ``_Skip`` with a reason when it cannot."""
+    try:
+        parsed_name = DeviceName.parse(name)
+    except ValueError as exc:
+        raise _Skip(str(exc)) from exc
+    dev_dir = class_dir(root) / name
+    if not dev_dir.is_dir():
+        raise _Skip("device directory vanished")
+    pci_link = dev_dir / "device"
+    try:
+        pci_dir = Path(os.path.realpath(pci_link, strict=True))
+    except OSError as exc:
+        raise _Skip("device link missing or dangling") from exc
+    numa = _parse(pci_dir / "numa_node", lambda t: abi.parse_signed(t, "numa_node"))
+    kind = parsed_name.kind
+    physfn: str | None = None
+    vf_index: int | None = None
+    total = num = 0
+    if kind is DeviceKind.VF:
+        try:
+            physfn = os.path.basename(os.readlink(dev_dir / "physfn"))
+        except OSError as exc:
+            raise _Skip("VF without a physfn link") from exc
+        if physfn != parsed_name.physfn:
+            raise _Skip(f"physfn link names {physfn}, expected {parsed_name.physfn}")
+        vf_index = parsed_name.vf_index
+        address_text = _read(dev_dir / "pci_address")
+        try:
+            address = PciAddress.parse(address_text)
+        except ValueError as exc:
+            raise _Skip(str(exc)) from exc
+    else:
+        try:
+            address = PciAddress.parse(pci_dir.name)
+        except ValueError as exc:
+            raise _Skip(f"device link does not name a PCI function: {pci_dir.name}") from exc
+        total = _parse(dev_dir / "sriov_totalvfs", lambda t: abi.parse_u64(t, "sriov_totalvfs"))
+        num = _parse(dev_dir / "sriov_numvfs", lambda t: abi.parse_u64(t, "sriov_numvfs"))
+    return Device(
+        name=name,
+        kind=kind,
+        uuid=_parse(dev_dir / "uuid", abi.parse_uuid),
+        memory_size=_parse(dev_dir / "memory_size", lambda t: abi.parse_u64(t, "memory_size")),
+        capabilities=_parse(dev_dir / "capabilities", abi.parse_capabilities),
+        status=_parse(dev_dir / "status", abi.parse_status),
+        numa_node=numa if numa >= 0 else None,
+        pci_address=address,
+        pcie_root=pcie_root_of(pci_dir),
+        fw_version=_parse(dev_dir / "fw_version", abi.parse_version),
+        physfn=physfn,
+        vf_index=vf_index,
+        sriov_totalvfs=total,
+        sriov_numvfs=num,
+    )
+
+
+def scan_devices_sync(root: Path) -> ScanResult:
+    """Read every device under ``<root>/class/mock-accel``; a missing class dir is an empty node."""
+    try:
+        names = sorted(os.listdir(class_dir(root)))
+    except FileNotFoundError:
+        return ScanResult(devices=())
+    devices: list[Device] = []
+    skipped: list[SkippedDevice] = []
+    for name in names:
+        try:
+            devices.append(read_device(root, name))
+        except _Skip as exc:
+            skipped.append(SkippedDevice(name, str(exc)))
+    return ScanResult(tuple(devices), tuple(skipped))
+
+
+async def scan_devices(root: Path) -> ScanResult:
+    return await asyncio.to_thread(scan_devices_sync, root)
+
+
+__all__ = ["ScanResult", "SkippedDevice", "read_device", "scan_devices", "scan_devices_sync"]

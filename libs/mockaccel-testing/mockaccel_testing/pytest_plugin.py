@@ -1,0 +1,43 @@
+"""pytest plugin: `control_plane` (one per session) and `kube` (an admin ApiClient per test).
+
+Enable it with `pytest_plugins = ["mockaccel_testing.pytest_plugin"]` in a conftest.py.
+The session fixture is synchronous on purpose, so it works whatever event-loop scope the
+async tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from kubernetes_asyncio.client import ApiClient
+
+from mockaccel_testing.client import admin_client
+from mockaccel_testing.control_plane import ControlPlane
+from mockaccel_testing.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def mockaccel_settings() -> Settings:
+    """The environment, read once; override this fixture to configure by hand."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def control_plane(mockaccel_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A running control plane; its logs stay in `work_dir/logs` after the session."""
+    work_dir = mockaccel_settings.work_dir or tmp_path_factory.mktemp("control-plane")
+    plane = ControlPlane.from_settings(mockaccel_settings, work_dir)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest_asyncio.fixture
+async def kube(control_plane: ControlPlane) -> AsyncIterator[ApiClient]:
+    """An admin ApiClient bound to the test's event loop."""
+    async with admin_client(control_plane.kubeconfig) as api:
+        yield api

@@ -1,0 +1,1 @@
+"""Per-node controller: publishes the node's mock-accel devices as ResourceSlices."""

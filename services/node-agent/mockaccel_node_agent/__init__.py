@@ -1,0 +1,1 @@
+"""Kubelet DRA plugin: registration, NodePrepareResources/NodeUnprepareResources, CDI."""

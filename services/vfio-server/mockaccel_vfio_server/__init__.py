@@ -1,0 +1,1 @@
+"""The emulated PCIe function: a vfio-user server on libvfio-user."""

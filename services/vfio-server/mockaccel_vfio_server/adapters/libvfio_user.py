@@ -1,0 +1,417 @@
+"""A thin, typed wrapper around one libvfio-user context (one emulated PCI device).
+
+Why a wrapper: the raw cffi calls report errors as ``-1`` plus ``errno``, hand
+callbacks raw pointers, and crash the process if a callback object is garbage
+collected while C still holds its pointer. ``VfuContext`` turns failures into
+``VfuError`` (an ``OSError`` carrying the library's errno), keeps every
+callback alive until the context is destroyed, and turns a Python exception in
+a region handler into an I/O error for the guest instead of a crash.
+
+The context is always non-blocking (``LIBVFIO_USER_FLAG_ATTACH_NB``) so it fits
+an asyncio loop: register ``poll_fd`` with ``loop.add_reader``; on readiness
+call ``attach()`` until it returns True, then ``run()``; on ``VfuDisconnected``
+call ``attach()`` again. The poll fd changes at each of those steps, so fetch it
+again every time.
+
+Typical use::
+
+    binding = load_binding(settings.libvfio_user_prefix, settings.cffi_cache_dir)
+    with VfuContext(binding, socket_path) as vfu:
+        vfu.pci_init(PciType.EXPRESS)
+        vfu.set_id(vendor=0x1DED, device=0x0001)
+        vfu.add_express_capability()
+        vfu.setup_region(Region.BAR0, 0x1000, on_bar0)
+        vfu.setup_reset(on_reset)
+        vfu.setup_intx()
+        vfu.realize()
+        ...  # attach()/run() from the event loop
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mockaccel_common.logging import get_logger
+
+from mockaccel_vfio_server.adapters._vfu_build import Binding, load_binding
+
+__all__ = [
+    "Binding",
+    "IrqKind",
+    "LogHandler",
+    "PciType",
+    "Region",
+    "RegionHandler",
+    "ResetHandler",
+    "ResetReason",
+    "VfuContext",
+    "VfuDisconnected",
+    "VfuError",
+    "load_binding",
+]
+
+_log = get_logger(__name__)
+
+RegionHandler = Callable[[int, memoryview, bool], None]
+"""``handler(offset, data, is_write)``: fill ``data`` on a read, consume it on a write.
+
+``data`` is only valid during the call. Raise to fail the access: the guest
+sees an I/O error (EINVAL), the emulator keeps running.
+"""
+
+ResetHandler = Callable[["ResetReason"], None]
+LogHandler = Callable[[int, str], None]
+"""``handler(logging_level, message)`` for libvfio-user's own log lines."""
+
+
+class VfuError(OSError):
+    """A libvfio-user call failed; ``errno`` is the value the library set."""
+
+
+class VfuDisconnected(VfuError):
+    """The client closed the connection (ENOTCONN): call ``attach()`` again."""
+
+
+class PciType(enum.Enum):
+    """PCI flavour of the device; Express gives a 4 KiB config space."""
+
+    CONVENTIONAL = "VFU_PCI_TYPE_CONVENTIONAL"
+    EXPRESS = "VFU_PCI_TYPE_EXPRESS"
+
+
+class Region(enum.IntEnum):
+    """Region indices of a PCI device (checked against the header at load)."""
+
+    BAR0 = 0
+    BAR1 = 1
+    BAR2 = 2
+    BAR3 = 3
+    BAR4 = 4
+    BAR5 = 5
+    ROM = 6
+    CONFIG = 7
+
+
+class ResetReason(enum.IntEnum):
+    """Why libvfio-user asks the device to reset (``vfu_reset_type_t``)."""
+
+    DEVICE = 0
+    LOST_CONN = 1
+    PCI_FLR = 2
+
+
+class IrqKind(enum.IntEnum):
+    """Interrupt types (``enum vfu_dev_irq_type``)."""
+
+    INTX = 0
+    MSI = 1
+    MSIX = 2
+    ERR = 3
+    REQ = 4
+
+
+_HEADER_NAMES: dict[enum.IntEnum, str] = {
+    **{r: f"VFU_PCI_DEV_{r.name}_REGION_IDX" for r in Region if r.name.startswith("BAR")},
+    Region.ROM: "VFU_PCI_DEV_ROM_REGION_IDX",
+    Region.CONFIG: "VFU_PCI_DEV_CFG_REGION_IDX",
+    ResetReason.DEVICE: "VFU_RESET_DEVICE",
+    ResetReason.LOST_CONN: "VFU_RESET_LOST_CONN",
+    ResetReason.PCI_FLR: "VFU_RESET_PCI_FLR",
+    **{k: f"VFU_DEV_{k.name}_IRQ" for k in IrqKind},
+}
+
+# syslog(3) levels libvfio-user logs with, mapped to logging levels.
+_SYSLOG_TO_LOGGING = {0: 50, 1: 50, 2: 50, 3: 40, 4: 30, 5: 20, 6: 20, 7: 10}
+_FLR_CAPABLE = 1 << 28  # PCIe Device Capabilities: Function Level Reset capable
+
+
+def _check_enums(lib: Any) -> None:
+    """Fail early if the Python enums disagree with the compiled header."""
+    for member, name in _HEADER_NAMES.items():
+        if getattr(lib, name) != member.value:
+            header_value = getattr(lib, name)
+            raise ImportError(f"{type(member).__name__}.{member.name} is {member.value}, header: {header_value}")
+
+
+def _python_level(syslog_level: int) -> int:
+    return _SYSLOG_TO_LOGGING.get(syslog_level, logging.DEBUG)
+
+
+def _syslog_level(python_level: int) -> int:
+    for syslog_level in range(8):
+        if _SYSLOG_TO_LOGGING[syslog_level] <= python_level:
+            return syslog_level
+    return 7
+
+
+def _default_log(level: int, message: str) -> None:
+    _log.log(level, "libvfio_user", message=message)
+
+
+class VfuContext:
+    """Owns one ``vfu_ctx_t``: a vfio-user server for one device on one socket.
+
+    The context creates ``socket_path`` (which must not exist: libvfio-user
+    fails with EADDRINUSE) and ``close()`` removes it again.
+    """
+
+    def __init__(
+        self,
+        binding: Binding,
+        socket_path: Path,
+        *,
+        log: LogHandler = _default_log,
+        log_level: int = logging.INFO,
+    ) -> None:
+        _check_enums(binding.lib)
+        self._ffi = binding.ffi
+        self._lib = binding.lib
+        self._socket_path = socket_path
+        self._pci_type: PciType | None = None
+        self._regions: dict[int, tuple[int, RegionHandler]] = {}
+        self._reset: ResetHandler | None = None
+        self._log_handler = log
+        # C holds raw pointers to these; they must outlive vfu_destroy_ctx.
+        self._keepalive: list[Any] = []
+        self._handle = self._ffi.new_handle(self)
+        ctx = self._lib.vfu_create_ctx(
+            self._lib.VFU_TRANS_SOCK,
+            os.fsencode(socket_path),
+            self._lib.LIBVFIO_USER_FLAG_ATTACH_NB,
+            self._handle,
+            self._lib.VFU_DEV_TYPE_PCI,
+        )
+        if ctx == self._ffi.NULL:
+            raise self._error(self._ffi.errno, "vfu_create_ctx")
+        self._ctx = ctx
+        self._setup_log(log_level)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> VfuContext:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._ctx is None
+
+    def close(self) -> None:
+        """Destroy the context, then drop the callbacks and remove the socket (idempotent)."""
+        if self._ctx is None:
+            return
+        ctx, self._ctx = self._ctx, None
+        self._lib.vfu_destroy_ctx(ctx)  # may still call the reset/log callbacks
+        self._keepalive.clear()
+        self._regions.clear()
+        self._handle = None
+        self._socket_path.unlink(missing_ok=True)
+
+    # -- device description (before realize) ---------------------------------
+
+    def pci_init(self, pci_type: PciType = PciType.EXPRESS, *, revision: int = 0) -> None:
+        """Initialise the PCI config space (once per context)."""
+        ret = self._lib.vfu_pci_init(
+            self._ptr, getattr(self._lib, pci_type.value), self._lib.PCI_HEADER_TYPE_NORMAL, revision
+        )
+        self._check(ret, "vfu_pci_init")
+        self._pci_type = pci_type
+
+    def set_id(self, vendor: int, device: int, subsystem_vendor: int = 0, subsystem: int = 0) -> None:
+        self._lib.vfu_pci_set_id(self._ptr, vendor, device, subsystem_vendor, subsystem)
+
+    def set_class(self, base: int, sub: int, prog_if: int = 0) -> None:
+        self._lib.vfu_pci_set_class(self._ptr, base, sub, prog_if)
+
+    def config_space(self) -> memoryview:
+        """The live config space (256 bytes, or 4096 for Express); valid until ``close()``."""
+        if self._pci_type is None:
+            raise RuntimeError("pci_init() first")
+        size = self._lib.PCI_CFG_SPACE_EXP_SIZE if self._pci_type is PciType.EXPRESS else self._lib.PCI_CFG_SPACE_SIZE
+        return memoryview(self._ffi.buffer(self._lib.vfu_pci_get_config_space(self._ptr), size))
+
+    def add_capability(self, data: bytes, *, pos: int = 0, flags: int = 0) -> int:
+        """Add a capability (``data`` starts with its header; copied in). Returns its offset."""
+        buf = self._ffi.from_buffer(bytearray(data))
+        return self._check(self._lib.vfu_pci_add_capability(self._ptr, pos, flags, buf), "vfu_pci_add_capability")
+
+    def add_express_capability(self, *, flr: bool = True) -> int:
+        """Add a PCI Express v2 Endpoint capability, which libvfio-user then emulates.
+
+        ``flr`` advertises Function Level Reset, delivered as ``ResetReason.PCI_FLR``.
+        """
+        size = self._lib.VFIO_USER_PCI_CAP_EXP_SIZEOF
+        pxcaps = 2  # capability version 2, device/port type 0 (Express Endpoint)
+        pxdcap = _FLR_CAPABLE if flr else 0
+        data = struct.pack("<BBHI", self._lib.PCI_CAP_ID_EXP, 0, pxcaps, pxdcap).ljust(size, b"\0")
+        return self.add_capability(data)
+
+    def setup_region(
+        self,
+        region: Region,
+        size: int,
+        handler: RegionHandler | None,
+        *,
+        mem: bool = True,
+        always_callback: bool = False,
+    ) -> None:
+        """Declare a BAR (memory BAR unless ``mem=False``: then I/O ports) or other region.
+
+        For ``Region.CONFIG`` the handler sees accesses outside the standard
+        header and known capabilities, or all of them with ``always_callback``.
+        """
+        flags = self._lib.VFU_REGION_FLAG_RW
+        if mem:
+            flags |= self._lib.VFU_REGION_FLAG_MEM
+        if always_callback:
+            flags |= self._lib.VFU_REGION_FLAG_ALWAYS_CB
+        callback = self._ffi.NULL
+        if handler is not None:
+            callback = self._region_callback(int(region))
+            self._keepalive.append(callback)
+            self._regions[int(region)] = (size, handler)
+        ret = self._lib.vfu_setup_region(self._ptr, int(region), size, callback, flags, self._ffi.NULL, 0, -1, 0)
+        self._check(ret, "vfu_setup_region")
+
+    def setup_reset(self, handler: ResetHandler) -> None:
+        """Call ``handler`` on device reset, FLR and lost connection."""
+        callback = self._reset_callback()
+        self._keepalive.append(callback)
+        self._reset = handler
+        self._check(self._lib.vfu_setup_device_reset_cb(self._ptr, callback), "vfu_setup_device_reset_cb")
+
+    def setup_irqs(self, kind: IrqKind, count: int) -> None:
+        self._check(self._lib.vfu_setup_device_nr_irqs(self._ptr, int(kind), count), "vfu_setup_device_nr_irqs")
+
+    def setup_intx(self) -> None:
+        """One legacy INTx line (must precede ``realize()``)."""
+        self.setup_irqs(IrqKind.INTX, 1)
+
+    def realize(self) -> None:
+        """Freeze the description; required before the first ``attach()``."""
+        self._check(self._lib.vfu_realize_ctx(self._ptr), "vfu_realize_ctx")
+
+    # -- serving (from the event loop) ---------------------------------------
+
+    @property
+    def poll_fd(self) -> int:
+        """The fd to wait on; it changes after attach and after a disconnect."""
+        return self._check(self._lib.vfu_get_poll_fd(self._ptr), "vfu_get_poll_fd")
+
+    def attach(self) -> bool:
+        """Accept a client if one is waiting; False (EAGAIN) if none yet."""
+        if self._lib.vfu_attach_ctx(self._ptr) < 0:
+            err = self._ffi.errno
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return False
+            raise self._error(err, "vfu_attach_ctx")
+        return True
+
+    def run(self, max_messages: int | None = None) -> int:
+        """Handle the pending client messages; return how many were handled.
+
+        ``vfu_run_ctx`` handles at most one message per call, so this loops
+        until no work is left (or ``max_messages``, to bound loop stalls).
+        Raises ``VfuDisconnected`` when the client went away.
+        """
+        handled = 0
+        while max_messages is None or handled < max_messages:
+            ret = self._lib.vfu_run_ctx(self._ptr)
+            if ret < 0:
+                err = self._ffi.errno
+                if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    break
+                raise self._error(err, "vfu_run_ctx")
+            if ret == 0:
+                break
+            handled += ret
+        return handled
+
+    def trigger_irq(self, subindex: int = 0) -> None:
+        self._check(self._lib.vfu_irq_trigger(self._ptr, subindex), "vfu_irq_trigger")
+
+    def trigger_intx(self) -> None:
+        self.trigger_irq(0)
+
+    # -- internals -----------------------------------------------------------
+
+    @property
+    def _ptr(self) -> Any:
+        if self._ctx is None:
+            raise VfuError(errno.EBADF, "the vfio-user context is closed")
+        return self._ctx
+
+    def _check(self, ret: int, call: str) -> int:
+        """Raise on -1; read errno first, before any other C call can change it."""
+        if ret < 0:
+            raise self._error(self._ffi.errno, call)
+        return ret
+
+    @staticmethod
+    def _error(err: int, call: str) -> VfuError:
+        cls = VfuDisconnected if err == errno.ENOTCONN else VfuError
+        return cls(err, f"{call}: {os.strerror(err)}")
+
+    def _setup_log(self, level: int) -> None:
+        ffi, lib = self._ffi, self._lib
+
+        def on_log(vfu_ctx: Any, syslog_level: int, msg: Any) -> None:
+            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            owner._log_handler(_python_level(syslog_level), ffi.string(msg).decode(errors="replace"))
+
+        callback = ffi.callback("vfu_log_fn_t *", on_log, onerror=_log_failed)
+        self._keepalive.append(callback)
+        self._check(lib.vfu_setup_log(self._ptr, callback, _syslog_level(level)), "vfu_setup_log")
+
+    def _reset_callback(self) -> Any:
+        ffi, lib = self._ffi, self._lib
+
+        def on_reset(vfu_ctx: Any, reason: int) -> int:
+            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            if owner._reset is not None:
+                owner._reset(ResetReason(reason))
+            return 0
+
+        return ffi.callback("vfu_reset_cb_t *", on_reset, error=-1, onerror=self._callback_failed)
+
+    def _region_callback(self, index: int) -> Any:
+        """One C callback per region: the C signature does not say which region it is."""
+        ffi, lib = self._ffi, self._lib
+
+        def access(vfu_ctx: Any, buf: Any, count: int, offset: int, is_write: bool) -> int:
+            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            size, handler = owner._regions[index]
+            if offset < 0 or count > size or offset > size - count:
+                raise ValueError(f"access {offset:#x}+{count} outside region {index} of {size:#x} bytes")
+            with memoryview(ffi.buffer(buf, count)) as data:  # released after the call
+                handler(offset, data, bool(is_write))
+            return count
+
+        return ffi.callback("vfu_region_access_cb_t *", access, error=-1, onerror=self._callback_failed)
+
+    def _callback_failed(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> int:
+        """A handler raised: log it as a guest error and fail the access with EINVAL.
+
+        cffi hands ``ffi.errno`` back to C when the callback returns, so the
+        library replies to the client with EINVAL instead of a success.
+        """
+        _log.warning("guest_error", source="vfu_callback", error=str(exc), exc_info=(exc_type, exc, tb))
+        self._ffi.errno = errno.EINVAL
+        return -1
+
+
+def _log_failed(exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> None:
+    # Nowhere to propagate from a void C callback; losing one log line is the safe outcome.
+    _log.error("vfu_log_callback_failed", exc_info=(exc_type, exc, tb))
