@@ -23,7 +23,7 @@ class SysfsWriter:
     def _write_kernel(self, device: str, attribute: str, text: str) -> None:
         path = self.root / abi.CLASS_DIR / device / attribute
         try:
-            fd = os.open(path, os.O_WRONLY)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
         except OSError as exc:
             message = f"cannot open {device}/{attribute}: {exc.strerror}"
             raise SysfsError(message, path=str(path), errno=exc.errno) from exc

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Provision every real part the tests use, then write the environment file
+# that points the tests at them. Idempotent: a warm run takes about a second.
+#
+#   tools/provision/all.sh        # prints the path of the environment file
+#
+# The environment file ($MOCKACCEL_CACHE/env.sh) exports MOCKACCEL_* variables;
+# tools/test sources it, and pants.toml passes those names into test sandboxes.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/lib/common.sh
+. "$here/../lib/common.sh"
+
+ensure_apt build-essential git ca-certificates curl cpio busybox-static
+
+step() {
+	local started=$SECONDS
+	log "provisioning $1"
+	"$here/$1.sh"
+	log "provisioned $1 in $((SECONDS - started)) s"
+}
+
+# Pants first: its bootstrap is what every later command needs.
+(cd "$MOCKACCEL_REPO_ROOT" && ./pants --version >/dev/null)
+
+kube_bin=$(step kubernetes | tail -n 1)
+libvfio=$(step libvfio-user)
+qemu=$(step qemu)
+guest=$(step guest-kernel)
+wordlist=$(step wordlist)
+
+value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1; }
+
+env_file="$MOCKACCEL_CACHE/env.sh"
+tmp=$(mktemp "$env_file.XXXXXX")
+cat >"$tmp" <<ENV
+# Written by tools/provision/all.sh; source it before running the tests.
+export MOCKACCEL_CACHE='$MOCKACCEL_CACHE'
+export MOCKACCEL_KUBE_BIN='$kube_bin'
+export MOCKACCEL_LIBVFIO_USER_PREFIX='$(value LIBVFIO_USER_PREFIX "$libvfio")'
+export MOCKACCEL_QEMU='$(value QEMU "$qemu")'
+export MOCKACCEL_GUEST_KERNEL='$(value GUEST_KERNEL "$guest")'
+export MOCKACCEL_GUEST_KDIR='$(value GUEST_KDIR "$guest")'
+export MOCKACCEL_GUEST_KVER='$(value GUEST_KVER "$guest")'
+export MOCKACCEL_WORDLIST='$(value WORDLIST "$wordlist")'
+ENV
+mv "$tmp" "$env_file"
+printf '%s\n' "$env_file"
