@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api, V1Namespace, V1ObjectMeta, V1Pod
 from kubernetes_asyncio.client.exceptions import ApiException
+
 from mockaccel_testing import create_node
 
 DRIVER = "mock-accel.example.com"
@@ -41,7 +42,7 @@ async def wait_for(
             if exc.status != 404:
                 raise
         await asyncio.sleep(0.2)
-    pytest.fail(f"timed out after {within:.0f}s waiting for {what}; last seen: {last}")
+    pytest.fail(f"timed out after {within:.0f}s waiting for {what}; last seen: {getattr(last, 'status', last)}")
 
 
 def manifest(obj: dict[str, Any]) -> Any:

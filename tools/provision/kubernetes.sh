@@ -36,21 +36,17 @@ fi
 
 # Go toolchain: the local one only (no toolchain downloads), module and build
 # caches shared under the cache root so rebuilds and version bumps are warm.
-if ! command -v go >/dev/null 2>&1; then
-	for d in /usr/local/go/bin "$HOME/go/bin"; do
-		[ -x "$d/go" ] && PATH="$d:$PATH" && break
-	done
-fi
-command -v go >/dev/null 2>&1 || die "go not found on PATH"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+command -v go >/dev/null 2>&1 || die "go not found on PATH (Kubernetes $K8S_VERSION needs a recent Go toolchain)"
+# -modcacherw: a plain rm -rf can clean the cache root.
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -modcacherw"
 export GOMODCACHE="$MOCKACCEL_CACHE/go/mod" GOCACHE="$MOCKACCEL_CACHE/go/build"
 mkdir -p "$BIN_DIR" "$GOMODCACHE" "$GOCACHE"
 
 build_kubernetes() {
 	local cmds=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
-	local c missing=0
-	for c in "${cmds[@]}"; do [ -x "$BIN_DIR/$c" ] || missing=1; done
-	[ $missing = 1 ] || return 0
+	local c need_build=0
+	for c in "${cmds[@]}"; do [ -x "$BIN_DIR/$c" ] || need_build=1; done
+	[ $need_build = 1 ] || return 0
 
 	local v=${K8S_VERSION#v} staging=v0.${K8S_VERSION#v1.}
 	local src="$K8S_DIR/src"
@@ -99,7 +95,7 @@ build_helm() {
 		log "building helm $HELM_VERSION"
 		local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 		ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-		GOBIN="$dir/bin" GOFLAGS= go install -trimpath -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+		GOBIN="$dir/bin" GOFLAGS=-modcacherw go install -trimpath -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 	fi
 	ln -sfn "$dir/bin/helm" "$BIN_DIR/helm"
 }

@@ -21,7 +21,7 @@ from pathlib import Path
 from mockaccel_testing.binaries import KubeBinaries
 from mockaccel_testing.control_plane import ControlPlane, ControlPlaneStartError
 from mockaccel_testing.processes import stop_group
-from mockaccel_testing.settings import Settings
+from mockaccel_testing.settings import Settings, child_environment
 
 STATE_FILE = "cluster.json"
 PID_FILE = "serve.pid"
@@ -61,12 +61,15 @@ def _up(settings: Settings, state: Path) -> int:
         print(f"# already running (state in {state})", file=sys.stderr)
         return _env(state)
     KubeBinaries.locate(settings.kube_bin)  # fail here, with the provisioning hint
+    for child in _recorded_pids(state).values():  # leftovers of a serve that was killed
+        stop_group(child)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     with (state / SERVE_LOG).open("ab") as log:
         serve = subprocess.Popen(
             [sys.executable, "-m", "mockaccel_testing.cli", "--state-dir", str(state), "serve"],
             stdin=subprocess.DEVNULL,
+            env=child_environment(sys.path),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -7,6 +7,7 @@ from typing import Any
 
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, V1Node, V1ObjectMeta
 
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 DEFAULT_CAPACITY: Mapping[str, str] = {"cpu": "8", "memory": "32Gi", "pods": "110"}
 
 
@@ -19,8 +20,9 @@ async def create_node(
     """Create Node `name` and give it a Ready status with allocatable resources.
 
     The status goes through the status subresource because the apiserver drops status
-    fields on create. Nothing heartbeats, so the control plane runs without the
-    node-lifecycle controller (see control_plane.DEFAULT_DISABLED_CONTROLLERS).
+    fields on create, and the not-ready taint added at admission is removed. Nothing
+    heartbeats, so the control plane runs without the node-lifecycle controller (see
+    control_plane.DEFAULT_DISABLED_CONTROLLERS), which would taint the node unreachable.
     """
     core = CoreV1Api(api_client)
     all_labels = {
@@ -58,5 +60,10 @@ async def create_node(
             },
         }
     }
-    node: V1Node = await core.patch_node_status(name, status)
+    await core.patch_node_status(name, status)
+    # The TaintNodesByCondition admission plugin taints every new Node not-ready; the
+    # node-lifecycle controller would lift it once a kubelet reports Ready. Lift it here.
+    created: V1Node = await core.read_node(name)
+    taints = [t for t in (created.spec.taints or []) if t.key != NOT_READY_TAINT]
+    node: V1Node = await core.patch_node(name, {"spec": {"taints": [t.to_dict() for t in taints]}})
     return node

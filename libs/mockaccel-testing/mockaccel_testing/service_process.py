@@ -80,7 +80,8 @@ class ServiceProcess:
 def service_process(
     module: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> Iterator[ServiceProcess]:
-    child_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # The child sees only what the test passes, plus our own import path.
+    child_env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     child_env.update(env or {})
     process = subprocess.Popen(
         [sys.executable, "-m", module, *args],

@@ -58,3 +58,14 @@ def _default_cache(env: Mapping[str, str]) -> str | None:
     """Mirror tools/lib/common.sh: ${XDG_CACHE_HOME:-$HOME/.cache}/mock-accel."""
     base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache") if env.get("HOME") else None)
     return str(Path(base) / "mock-accel") if base else None
+
+
+def child_environment(import_path: list[str]) -> dict[str, str]:
+    """This process's environment plus PYTHONPATH, for children that import our packages.
+
+    A pex or Pants sandbox puts the packages on sys.path, not in site-packages,
+    so a child interpreter needs them spelled out.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in import_path if p)
+    return env

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mockaccel_testing import BinariesNotFoundError, ControlPlane, ControlPlaneStartError, KubeBinaries, Settings
 
 
