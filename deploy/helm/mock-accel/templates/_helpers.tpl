@@ -1,0 +1,18 @@
+{{- define "mock-accel.fullname" -}}
+{{- printf "%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mock-accel.labels" -}}
+app.kubernetes.io/name: mock-accel
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "mock-accel.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "mock-accel.pluginDir" -}}
+{{ .Values.nodeAgent.kubeletDir }}/plugins/{{ .Values.driverName }}
+{{- end -}}

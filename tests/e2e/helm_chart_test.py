@@ -1,0 +1,120 @@
+"""The Helm chart: renders, agrees with the services' Settings, installs, and its RBAC is minimal.
+
+Installed on the loopback control plane (no kubelet runs there, so the
+DaemonSets schedule no pods); the service accounts are then impersonated to
+prove they can do exactly what the services need.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mockaccel_controller.settings import Settings as ControllerSettings
+from mockaccel_node_agent.settings import Settings as NodeAgentSettings
+from mockaccel_testing import ControlPlane, service_account_client
+
+CHART = Path("deploy/helm/mock-accel")
+KUBE_VERSION = "1.36.3"
+NAMESPACE = "mock-accel"
+
+
+def helm(control_plane: ControlPlane, *args: str) -> str:
+    result = subprocess.run(
+        [str(control_plane.binaries.helm), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
+def render(control_plane: ControlPlane, *values: str) -> list[dict[str, Any]]:
+    sets = [arg for value in values for arg in ("--set", value)]
+    text = helm(
+        control_plane, "template", "t", str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *sets
+    )
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def container_env(objects: list[dict[str, Any]], component: str) -> dict[str, dict[str, Any]]:
+    (daemonset,) = (
+        o for o in objects if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith(f"-{component}")
+    )
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+@pytest.mark.parametrize(
+    ("component", "settings"),
+    [("controller", ControllerSettings), ("node-agent", NodeAgentSettings)],
+    ids=["controller", "node-agent"],
+)
+def test_chart_env_names_are_settings(control_plane: ControlPlane, component: str, settings: Any) -> None:
+    env = container_env(render(control_plane), component)
+    known = {env_name for _, env_name, _, _, _ in settings.describe()}
+    assert set(env) <= known, f"chart sets env the service does not read: {sorted(set(env) - known)}"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    if component == "node-agent":
+        assert env["POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+
+
+def test_custom_driver_name_reaches_services_and_classes(control_plane: ControlPlane) -> None:
+    objects = render(control_plane, "driverName=gpu.acme.example")
+    assert container_env(objects, "controller")["MOCKACCEL_DRIVER_NAME"]["value"] == "gpu.acme.example"
+    classes = [o for o in objects if o["kind"] == "DeviceClass"]
+    assert len(classes) == 4
+    for device_class in classes:
+        expression = device_class["spec"]["selectors"][0]["cel"]["expression"]
+        assert 'device.driver == "gpu.acme.example"' in expression
+        assert "mock-accel.example.com" not in expression
+
+
+@pytest.fixture
+def _installed(control_plane: ControlPlane) -> Iterator[None]:
+    kubeconfig = str(control_plane.kubeconfig)
+    helm(control_plane, "install", "ma", str(CHART), "--kubeconfig", kubeconfig, "--namespace", NAMESPACE,
+         "--create-namespace", "--wait=false")
+    try:
+        yield
+    finally:
+        helm(control_plane, "uninstall", "ma", "--kubeconfig", kubeconfig, "--namespace", NAMESPACE)
+
+
+async def _status(call: Any) -> int:
+    try:
+        await call
+    except ApiException as exc:
+        return int(exc.status)
+    return 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("_installed")
+async def test_installed_rbac_is_what_the_services_need(control_plane: ControlPlane, kube: ApiClient) -> None:
+    classes = await ResourceV1Api(kube).list_device_class()
+    assert {c.metadata.name for c in classes.items} >= {"mock-accel-pf", "mock-accel-numa-aware-vf"}
+
+    agent = await service_account_client(control_plane.kubeconfig, NAMESPACE, "ma-node-agent")
+    controller = await service_account_client(control_plane.kubeconfig, NAMESPACE, "ma-controller")
+    try:
+        agent_api, controller_api = ResourceV1Api(agent), ResourceV1Api(controller)
+        # The agent may read a claim (404: allowed, absent) but not list claims or touch slices.
+        assert await _status(agent_api.read_namespaced_resource_claim("none", "default")) == 404
+        assert await _status(agent_api.list_namespaced_resource_claim("default")) == 403
+        assert await _status(agent_api.list_resource_slice()) == 403
+        # The controller manages slices and reads Nodes, and nothing else.
+        assert await _status(controller_api.list_resource_slice()) == 200
+        assert await _status(CoreV1Api(controller).read_node("none")) == 404
+        assert await _status(controller_api.read_namespaced_resource_claim("none", "default")) == 403
+        assert await _status(CoreV1Api(controller).list_namespaced_secret("default")) == 403
+    finally:
+        await agent.close()
+        await controller.close()
