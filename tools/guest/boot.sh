@@ -8,12 +8,24 @@
 # server socket, optionally behind a pxb-pcie expander on a given NUMA node.
 # KVM guests hang on the CI machines, so this is always `-accel tcg`.
 #
+# services/vfio-server/mockaccel_vfio_server/testing/guest.py builds the same
+# initramfs and QEMU command line in Python for tests in the Pants sandbox,
+# where these scripts (and tools/lib/common.sh) are not available: keep both in step.
+#
 # Usage: boot.sh --initrd FILE [options] [-- extra QEMU args]
 #   --initrd FILE       initramfs (tools/guest/mkinitramfs.sh)
 #   --device SOCK[@N]   a vfio-user-pci device served on unix socket SOCK, on NUMA
 #                       node N (repeatable; the server must already listen)
 #   --numa N            number of NUMA nodes (default 1; N > 1 adds -smp N, one CPU
-#                       and an equal share of RAM per node)
+#                       (its own socket) and an equal share of RAM per node)
+#   --virtfs DIR:TAG    share host folder DIR read-write as virtio-9p mount tag TAG
+#                       (repeatable)
+# Placement follows docs/abi.md section 6.1: NUMA node n gets a pxb-pcie with
+# bus_nr 0x10*(n+1); its k-th device sits on root port addr k (bus E+1+k);
+# devices without @N sit on root ports 0x10+k of pcie.0 (bus 1+k). Expanders
+# are created highest node first, because QEMU lists them in reverse creation
+# order in ACPI and Linux probes root bridges in ACPI order: so PFs probe (and
+# get their mockN names) in ascending bus order.
 #   --mem MB            guest RAM (default 512)
 #   --log FILE          serial log (default: a temp file, printed to stdout at exit)
 #   --append ARGS       extra kernel command line (e.g. mockaccel.run=/x.sh)
@@ -30,11 +42,14 @@ set -euo pipefail
 
 initrd='' kernel='' qemu='' log='' append='' numa=1 mem=512 timeout_s=300 print_cmd=0
 devices=()
+virtfs=()
+ports=()
 extra=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--initrd) initrd=$2; shift 2 ;;
 	--device) devices+=("$2"); shift 2 ;;
+	--virtfs) virtfs+=("$2"); shift 2 ;;
 	--numa) numa=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
 	--log) log=$2; shift 2 ;;
@@ -75,7 +90,7 @@ if [ "$numa" -eq 1 ]; then
 		-object "memory-backend-memfd,id=mem,size=${mem}M,share=on")
 else
 	[ $((mem % numa)) -eq 0 ] || die "--mem $mem is not divisible by --numa $numa"
-	args+=(-machine q35 -smp "$numa")
+	args+=(-machine q35 -smp "$numa,sockets=$numa,cores=1,threads=1")
 	for ((n = 0; n < numa; n++)); do
 		args+=(-object "memory-backend-memfd,id=mem$n,size=$((mem / numa))M,share=on"
 			-numa "node,nodeid=$n,cpus=$n,memdev=mem$n")
@@ -83,27 +98,45 @@ else
 fi
 
 # Each device sits on its own PCIe root port: on the root complex, or on the
-# pxb-pcie expander of its NUMA node (one expander per node, bus numbers
-# 0x20 apart so each has room for its root ports' secondary buses).
-declare -A pxb_of_node=()
+# pxb-pcie expander of its NUMA node (docs/abi.md section 6.1).
+declare -A slots_of_node=()
+expanders=()
+root_slot=0
 i=0
 for spec in "${devices[@]}"; do
 	sock=${spec%@*}
 	node=
 	[ "$sock" = "$spec" ] || node=${spec##*@}
 	[ -S "$sock" ] || die "no vfio-user socket at $sock (start the server first)"
-	bus=pcie.0
 	if [ -n "$node" ]; then
 		[ "$node" -lt "$numa" ] || die "device $sock on node $node, but --numa is $numa"
-		if [ -z "${pxb_of_node[$node]:-}" ]; then
-			pxb_of_node[$node]=pxb$node
-			args+=(-device "pxb-pcie,id=pxb$node,bus_nr=$((0x20 * (node + 1))),numa_node=$node,bus=pcie.0")
-		fi
-		bus=${pxb_of_node[$node]}
+		slot=${slots_of_node[$node]:-0}
+		[ "$slot" -lt 15 ] || die "more than 15 devices on NUMA node $node"
+		slots_of_node[$node]=$((slot + 1))
+		bus=pxb$node
+		addr=$slot
+	else
+		bus=pcie.0
+		addr=$((0x10 + root_slot))
+		root_slot=$((root_slot + 1))
 	fi
-	args+=(-device "pcie-root-port,id=rp$i,bus=$bus,chassis=$((i + 1)),slot=$i"
+	ports+=(-device "pcie-root-port,id=rp$i,bus=$bus,addr=$(printf '0x%x' "$addr"),chassis=$((i + 1)),slot=$i"
 		-device "{\"driver\":\"vfio-user-pci\",\"bus\":\"rp$i\",\"socket\":{\"path\":\"$sock\",\"type\":\"unix\"}}")
 	i=$((i + 1))
+done
+for ((n = numa - 1; n >= 0; n--)); do
+	[ -n "${slots_of_node[$n]:-}" ] || continue
+	expanders+=(-device "pxb-pcie,id=pxb$n,bus_nr=$((0x10 * (n + 1))),numa_node=$n,bus=pcie.0")
+done
+args+=("${expanders[@]}" "${ports[@]}")
+j=0
+for share in "${virtfs[@]}"; do
+	dir=${share%:*}
+	tag=${share##*:}
+	[ -d "$dir" ] || die "--virtfs: no folder $dir"
+	args+=(-fsdev "local,id=fs$j,path=$dir,security_model=none"
+		-device "virtio-9p-pci,fsdev=fs$j,mount_tag=$tag")
+	j=$((j + 1))
 done
 args+=("${extra[@]}")
 

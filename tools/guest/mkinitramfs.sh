@@ -4,7 +4,8 @@
 # Why: guest tests need a tiny, fast-booting userland that loads our kernel
 # module, runs one test script on the serial console, reports its exit status
 # and powers off, so a QEMU run is one command with one result. busybox-static
-# gives lspci, devmem, insmod and a shell without any libraries.
+# gives devmem, insmod and a shell without any libraries (no lspci: read
+# /sys/bus/pci/devices/*).
 #
 # Usage: mkinitramfs.sh OUT.cpio.gz [FILE[:DEST]]...
 #   FILE ending in .ko   goes to /modules/ and is insmod-ed by /init, in the order given.

@@ -38,15 +38,18 @@ class ServiceProcess:
                 self._buffer += chunk
                 *lines, rest = self._buffer.split(b"\n")
                 self._buffer = rest
-                for line in lines:
+                matched: dict[str, Any] | None = None
+                for line in lines:  # keep every line, even those after a match
                     event: dict[str, Any]
                     try:
                         event = dict(json.loads(line))
                     except json.JSONDecodeError:
                         event = {"event": "non_json_output", "line": line.decode(errors="replace")}
                     self.events.append(event)
-                    if predicate(event):
-                        return event
+                    if matched is None and predicate(event):
+                        matched = event
+                if matched is not None:
+                    return matched
             elif chunk == b"":  # end of output: the process has exited
                 return None
             time.sleep(0.02)

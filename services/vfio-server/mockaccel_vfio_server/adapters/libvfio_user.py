@@ -40,10 +40,10 @@ from types import TracebackType
 from typing import Any
 
 from mockaccel_common.logging import get_logger
-
 from mockaccel_vfio_server.adapters._vfu_build import Binding, load_binding
 
 __all__ = [
+    "AccessRefused",
     "Binding",
     "IrqKind",
     "LogHandler",
@@ -63,8 +63,10 @@ _log = get_logger(__name__)
 RegionHandler = Callable[[int, memoryview, bool], None]
 """``handler(offset, data, is_write)``: fill ``data`` on a read, consume it on a write.
 
-``data`` is only valid during the call. Raise to fail the access: the guest
-sees an I/O error (EINVAL), the emulator keeps running.
+``data`` is only valid during the call. Raise ``AccessRefused`` to fail the
+access with its errno after logging it yourself; any other exception is logged
+here as ``region_handler_failed`` and fails the access with EINVAL. Either way
+the emulator keeps running.
 """
 
 ResetHandler = Callable[["ResetReason"], None]
@@ -78,6 +80,14 @@ class VfuError(OSError):
 
 class VfuDisconnected(VfuError):
     """The client closed the connection (ENOTCONN): call ``attach()`` again."""
+
+
+class AccessRefused(Exception):
+    """Raised by a region handler to fail one access with ``errno`` (already logged by the handler)."""
+
+    def __init__(self, err: int = errno.EINVAL) -> None:
+        super().__init__(os.strerror(err))
+        self.errno = err
 
 
 class PciType(enum.Enum):
@@ -394,7 +404,8 @@ class VfuContext:
             owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
             size, handler = owner._regions[index]
             if offset < 0 or count > size or offset > size - count:
-                raise ValueError(f"access {offset:#x}+{count} outside region {index} of {size:#x} bytes")
+                _log.warning("guest_error", region=index, offset=offset, width=count, reason="outside the region")
+                raise AccessRefused(errno.EINVAL)
             with memoryview(ffi.buffer(buf, count)) as data:  # released after the call
                 handler(offset, data, bool(is_write))
             return count
@@ -402,12 +413,17 @@ class VfuContext:
         return ffi.callback("vfu_region_access_cb_t *", access, error=-1, onerror=self._callback_failed)
 
     def _callback_failed(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> int:
-        """A handler raised: log it as a guest error and fail the access with EINVAL.
+        """A handler raised: fail the access (EINVAL unless it said otherwise) instead of crashing.
 
         cffi hands ``ffi.errno`` back to C when the callback returns, so the
-        library replies to the client with EINVAL instead of a success.
+        library replies to the client with that errno instead of a success.
+        ``AccessRefused`` was logged by the handler; anything else is a bug in
+        the handler and is logged here with its traceback.
         """
-        _log.warning("guest_error", source="vfu_callback", error=str(exc), exc_info=(exc_type, exc, tb))
+        if isinstance(exc, AccessRefused):
+            self._ffi.errno = exc.errno
+            return -1
+        _log.error("region_handler_failed", error=repr(exc), exc_info=(exc_type, exc, tb))
         self._ffi.errno = errno.EINVAL
         return -1
 

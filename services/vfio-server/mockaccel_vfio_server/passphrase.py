@@ -1,0 +1,66 @@
+"""The passphrase engine's firmware: a 7776-word list and an unbiased word choice.
+
+Why rejection sampling: the original took 16 random bits modulo 7776, which
+makes the first 3328 words (65536 mod 7776) more likely than the rest. Here an
+index is drawn from the smallest number of bits that covers 7776 (13 bits,
+0..8191) and draws of 7776 or more are thrown away, so every word is equally
+likely. Randomness comes from ``secrets`` (the OS CSPRNG); tests inject a
+deterministic bit source.
+
+The list itself is the EFF large wordlist obtained at build time from the
+``diceware`` package on PyPI (tools/provision/wordlist.sh); it is never committed.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mockaccel_common.regmap import WORDLIST_WORDS
+from mockaccel_vfio_server.errors import WordlistError
+
+RandBits = Callable[[int], int]
+_WORD_RE = re.compile(r"^[a-z][a-z-]*$")
+
+
+@dataclass(frozen=True)
+class Wordlist:
+    """Exactly ``WORDLIST_WORDS`` words, in file order (the index is the dice roll)."""
+
+    words: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.words) != WORDLIST_WORDS:
+            raise WordlistError(f"{self.source}: {len(self.words)} words, expected exactly {WORDLIST_WORDS}")
+        for number, word in enumerate(self.words, start=1):
+            if not _WORD_RE.match(word):
+                raise WordlistError(f"{self.source}: line {number} is not a lower-case word: {word!r}")
+
+    @classmethod
+    def load(cls, path: Path) -> Wordlist:
+        """Read one word per line (the format of docs/abi.md §5.6)."""
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WordlistError(f"cannot read wordlist {path}: {exc}") from exc
+        return cls(tuple(text.splitlines()), str(path))
+
+
+def unbiased_index(n: int, randbits: RandBits = secrets.randbits) -> int:
+    """A uniform index in ``range(n)`` by rejection sampling over ``randbits``."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    bits = max(1, (n - 1).bit_length())
+    while True:
+        candidate = randbits(bits)
+        if candidate < n:
+            return candidate
+
+
+def choose_words(words: Sequence[str], count: int, randbits: RandBits = secrets.randbits) -> list[str]:
+    """``count`` words drawn independently and uniformly (repeats allowed, as with dice)."""
+    return [words[unbiased_index(len(words), randbits)] for _ in range(count)]

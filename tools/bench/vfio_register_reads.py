@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Guest register reads per second through QEMU: our vfio-server vs libvfio-user's C sample.
+
+    tools/bench/vfio_register_reads.py [--reads N] [--devmem N] [--rounds R]
+
+One guest boot (tools/guest/boot.sh, TCG) with two vfio-user devices: our
+server (the packaged pex, as deployed) and the C sample ``gpio-pci-idio-16``
+(the sample ``server`` does not work with this QEMU; ``null`` has no BAR).
+Inside the guest, ``guest_reader`` (tools/bench/guest_reader.c, built static
+here) reads one register N times in a tight loop and times itself with
+CLOCK_MONOTONIC: ours through an mmap of BAR0 (ID register), the C sample's
+through inb() on its I/O BAR (the only BAR it has). Each access is one
+vfio-user REGION_READ round trip either way. The rounds alternate the order.
+A busybox ``devmem`` loop on our BAR0 is also timed (from dmesg timestamps),
+to show how much of a shell loop is process start-up rather than device.
+
+Because the C sample's BAR is an I/O BAR and ours a memory BAR, a third device
+calibrates the difference: the same C sample recompiled with
+``VFU_REGION_FLAG_MEM`` on its BAR (nothing else changed), read through mmap
+like ours. "ours vs C (MMIO)" is then the like-for-like server comparison.
+
+Prints numbers; it is not a test. Needs: gcc (static glibc), the provisioned
+QEMU, guest kernel and libvfio-user (tools/provision/*.sh), and ./pants to
+package the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def provisioned(script: str, key: str) -> str:
+    command = [str(ROOT / "tools/provision" / script)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return values[key]
+
+
+def package_server() -> Path:
+    target = "services/vfio-server/mockaccel_vfio_server:vfio-server"
+    subprocess.run(["./pants", "package", target], cwd=ROOT, check=True)
+    return ROOT / "dist/services.vfio-server.mockaccel_vfio_server/vfio-server.pex"
+
+
+def build_c_mmio_variant(source: Path, prefix: Path, work: Path) -> Path:
+    """The C sample with its BAR declared as memory (VFU_REGION_FLAG_MEM); nothing else changed."""
+    original = (source / "samples/gpio-pci-idio-16.c").read_text()
+    patched = original.replace(
+        "&bar2_access, VFU_REGION_FLAG_RW, NULL", "&bar2_access, VFU_REGION_FLAG_RW | VFU_REGION_FLAG_MEM, NULL"
+    )
+    if patched == original:
+        raise SystemExit("could not find the BAR2 setup in gpio-pci-idio-16.c to patch")
+    c_file, binary = work / "gpio_mmio.c", work / "gpio_mmio"
+    c_file.write_text(patched)
+    subprocess.run(
+        ["gcc", "-O2", f"-I{source}/include", f"-I{source}/lib", "-o", str(binary), str(c_file),
+         f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib", "-lvfio-user"],
+        check=True,
+    )  # fmt: skip
+    return binary
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"server for {path} did not start (exit {process.returncode})")
+        time.sleep(0.05)
+
+
+GUEST_SCRIPT = """
+for d in /sys/bus/pci/devices/*; do
+    case $(cat $d/vendor):$(cat $d/device) in
+    0x1de5:0x0001) ours=$d ;;
+    0x494f:0x0dc8) [ $(( $(sed -n 3p $d/resource | cut -d' ' -f3) & 0x100 )) != 0 ] && c=$d || cmem=$d ;;
+    esac
+done
+[ -n "$ours" ] && [ -n "$c" ] && [ -n "$cmem" ] || { echo "devices missing"; exit 1; }
+for d in $ours $c $cmem; do echo 1 > $d/enable; done
+bar=$(( $(sed -n 1p $ours/resource | cut -d' ' -f1) ))
+port=$(( $(sed -n 3p $c/resource | cut -d' ' -f1) ))
+cbar=$(( $(sed -n 3p $cmem/resource | cut -d' ' -f1) ))
+run() {
+    case $1 in
+    ours) echo "BENCH ours $(/guest_reader mmio $bar {reads})" ;;
+    c) echo "BENCH c $(/guest_reader port $port {reads})" ;;
+    cmem) echo "BENCH cmem $(/guest_reader mmio $cbar {reads})" ;;
+    esac
+}
+/guest_reader mmio $bar 10 >/dev/null; /guest_reader port $port 10 >/dev/null; /guest_reader mmio $cbar 10 >/dev/null
+r=0
+while [ $r -lt {rounds} ]; do
+    case $((r % 3)) in
+    0) run ours; run c; run cmem ;;
+    1) run c; run cmem; run ours ;;
+    2) run cmem; run ours; run c ;;
+    esac
+    r=$((r + 1))
+done
+echo "<3>DEVMEM_START" > /dev/kmsg
+i=0; while [ $i -lt {devmem} ]; do devmem $bar 32 >/dev/null; i=$((i + 1)); done
+echo "<3>DEVMEM_END" > /dev/kmsg
+dmesg | grep DEVMEM_
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reads", type=int, default=5000, help="reads per guest_reader run")
+    parser.add_argument("--rounds", type=int, default=4, help="guest_reader runs per server")
+    parser.add_argument("--devmem", type=int, default=300, help="busybox devmem reads (our server)")
+    args = parser.parse_args()
+
+    prefix = Path(provisioned("libvfio-user.sh", "LIBVFIO_USER_PREFIX"))
+    source = Path(provisioned("libvfio-user.sh", "LIBVFIO_USER_SRC"))
+    qemu = provisioned("qemu.sh", "QEMU")
+    kernel = provisioned("guest-kernel.sh", "GUEST_KERNEL")
+    pex = package_server()
+
+    with tempfile.TemporaryDirectory(prefix="bench-", dir="/tmp") as tmp:
+        work = Path(tmp)
+        reader = work / "guest_reader"
+        reader_source = ROOT / "tools/bench/guest_reader.c"
+        subprocess.run(["gcc", "-O2", "-static", "-o", str(reader), str(reader_source)], check=True)
+        c_mem = build_c_mmio_variant(source, prefix, work)
+        script = work / "bench.sh"
+        script.write_text(
+            GUEST_SCRIPT.replace("{reads}", str(args.reads))
+            .replace("{rounds}", str(args.rounds))
+            .replace("{devmem}", str(args.devmem))
+        )
+        initrd = work / "initrd.cpio.gz"
+        subprocess.run(
+            [str(ROOT / "tools/guest/mkinitramfs.sh"), str(initrd), f"{reader}:/guest_reader", f"{script}:/test.sh"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+        ours_sock, c_sock, cmem_sock = work / "ours.sock", work / "c.sock", work / "cmem.sock"
+        log = work / "serial.log"
+        env = {**os.environ, "MOCKACCEL_LIBVFIO_USER_PREFIX": str(prefix), "MOCKACCEL_LOG_LEVEL": "warning"}
+        ours = subprocess.Popen([str(pex), "--total-vfs", "0", str(ours_sock)], env=env, stdout=subprocess.DEVNULL)
+        c_server = subprocess.Popen([str(prefix / "bin/gpio-pci-idio-16"), str(c_sock)], stdout=subprocess.DEVNULL)
+        cmem_server = subprocess.Popen([str(c_mem), str(cmem_sock)], stdout=subprocess.DEVNULL)
+        try:
+            wait_for_socket(ours_sock, ours)
+            wait_for_socket(c_sock, c_server)
+            wait_for_socket(cmem_sock, cmem_server)
+            boot = [str(ROOT / "tools/guest/boot.sh"), "--initrd", str(initrd), "--log", str(log),
+                    "--qemu", qemu, "--kernel", kernel]  # fmt: skip
+            for sock in (ours_sock, c_sock, cmem_sock):
+                boot += ["--device", str(sock)]
+            rc = subprocess.run(boot, stdout=subprocess.DEVNULL).returncode
+        finally:
+            ours.send_signal(signal.SIGTERM)
+            for c in (c_server, cmem_server):
+                c.kill()
+                c.wait(10)
+            ours.wait(10)
+        text = log.read_text(errors="replace")
+    if rc != 0:
+        print(text[-3000:])
+        return 1
+
+    rates: dict[str, list[float]] = {"ours": [], "c": [], "cmem": []}
+    for server, n, ns in re.findall(r"BENCH (\w+) READER kind=\w+ n=(\d+) ns=(\d+)", text):
+        rates[server].append(int(n) / (int(ns) / 1e9))
+    marks = {name: float(t) for t, name in re.findall(r"\[\s*([\d.]+)\] (DEVMEM_\w+)", text)}
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    labels = {
+        "ours": "mock-accel vfio-server (Python), MMIO BAR0",
+        "c": "C sample gpio-pci-idio-16, I/O BAR (as shipped)",
+        "cmem": "C sample gpio-pci-idio-16 recompiled, MMIO BAR",
+    }
+    print(f"guest register reads/s through QEMU TCG ({args.reads} reads x {args.rounds} rounds, median):")
+    for key, label in labels.items():
+        runs = [round(r) for r in rates[key]]
+        print(f"  {label:<50} {median[key]:8.0f} /s  ({1e6 / median[key]:5.1f} us/read)  runs {runs}")
+    print(f"  ratio ours / C sample (I/O BAR):  {median['ours'] / median['c']:.2f}")
+    print(f"  ratio ours / C sample (MMIO BAR): {median['ours'] / median['cmem']:.2f}  (goal >= 0.80)")
+    if "DEVMEM_START" in marks and "DEVMEM_END" in marks:
+        span = marks["DEVMEM_END"] - marks["DEVMEM_START"]
+        print(f"  busybox devmem loop on our BAR0: {args.devmem / span:.0f} reads/s (one process per read)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
