@@ -29,6 +29,7 @@ libvfio=$(step libvfio-user)
 qemu=$(step qemu)
 guest=$(step guest-kernel)
 wordlist=$(step wordlist)
+kubelet_client=$(step kubelet-client | tail -n 1)
 
 value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1; }
 
@@ -44,6 +45,7 @@ export MOCKACCEL_GUEST_KERNEL='$(value GUEST_KERNEL "$guest")'
 export MOCKACCEL_GUEST_KDIR='$(value GUEST_KDIR "$guest")'
 export MOCKACCEL_GUEST_KVER='$(value GUEST_KVER "$guest")'
 export MOCKACCEL_WORDLIST='$(value WORDLIST "$wordlist")'
+export MOCKACCEL_KUBELET_CLIENT='$kubelet_client'
 ENV
 mv "$tmp" "$env_file"
 printf '%s\n' "$env_file"

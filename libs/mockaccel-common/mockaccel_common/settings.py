@@ -83,11 +83,14 @@ class BaseSettings:
         parser = argparse.ArgumentParser(description=(cls.__doc__ or "").strip().split("\n")[0])
         for f in dataclasses.fields(cls):
             unit = f" [{f.metadata['unit']}]" if f.metadata["unit"] else ""
+            # A bare boolean flag (--remove-on-shutdown) means true.
+            bare = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
                 help=f"{f.metadata['help']}{unit} (env {f.metadata['env']}, default {f.default!r})",
+                **bare,  # type: ignore[arg-type]
             )
         args = parser.parse_args(argv)
         values: dict[str, Any] = {}

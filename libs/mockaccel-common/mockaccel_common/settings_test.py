@@ -23,6 +23,8 @@ def test_defaults_env_then_flags() -> None:
     assert loaded.retries == 7
     assert loaded.root == Path("/tmp/x")
     assert loaded.enabled is True
+    assert Example.load(["--enabled"], {}).enabled is True
+    assert Example.load(["--enabled", "false"], {"EXAMPLE_ENABLED": "1"}).enabled is False
 
 
 @pytest.mark.parametrize(

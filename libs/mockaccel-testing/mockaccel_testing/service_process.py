@@ -2,64 +2,79 @@
 
 Service tests use it to prove the whole entry point: settings, logging,
 uvloop, signal handling and the exit code, exactly as Kubernetes runs it.
+A background thread drains stdout as it comes, so a chatty service never
+blocks on a full pipe, and no line is lost between two waits.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
+
+Event = dict[str, Any]
+_EOF: Event = {"event": "_eof"}
 
 
-@dataclass
+def _parse(line: bytes) -> Event:
+    try:
+        parsed = json.loads(line)
+    except json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    return {"event": "non_json_output", "line": line.decode(errors="replace").rstrip("\n")}
+
+
+def _drain(stream: IO[bytes], sink: queue.Queue[Event]) -> None:
+    for line in stream:
+        sink.put(_parse(line))
+    sink.put(_EOF)
+
+
 class ServiceProcess:
-    process: subprocess.Popen[bytes]
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _buffer: bytes = b""
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.events: list[Event] = []
+        self._incoming: queue.Queue[Event] = queue.Queue()
+        self._eof = False
+        assert process.stdout is not None
+        self._reader = threading.Thread(target=_drain, args=(process.stdout, self._incoming), daemon=True)
+        self._reader.start()
 
-    def _pump_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any] | None:
+    def _take(self, timeout: float) -> Event | None:
+        try:
+            event = self._incoming.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if event is _EOF:
+            self._eof = True
+            return None
+        self.events.append(event)
+        return event
+
+    def wait_until(self, predicate: Callable[[Event], bool], timeout: float = 20.0) -> Event | None:
+        """The first event (seen or new) that satisfies ``predicate``, or None at the deadline or exit."""
+        for event in self.events:
+            if predicate(event):
+                return event
         deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        os.set_blocking(fd, False)
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                chunk = None
-            if chunk:
-                self._buffer += chunk
-                *lines, rest = self._buffer.split(b"\n")
-                self._buffer = rest
-                matched: dict[str, Any] | None = None
-                for line in lines:  # keep every line, even those after a match
-                    event: dict[str, Any]
-                    try:
-                        event = dict(json.loads(line))
-                    except json.JSONDecodeError:
-                        event = {"event": "non_json_output", "line": line.decode(errors="replace")}
-                    self.events.append(event)
-                    if matched is None and predicate(event):
-                        matched = event
-                if matched is not None:
-                    return matched
-            elif chunk == b"":  # end of output: the process has exited
-                return None
-            time.sleep(0.02)
+        while not self._eof and (remaining := deadline - time.monotonic()) > 0:
+            new = self._take(min(remaining, 0.1))
+            if new is not None and predicate(new):
+                return new
         return None
 
-    def wait_for_event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
-        for event in self.events:
-            if event.get("event") == name:
-                return event
-        found = self._pump_until(lambda e: e.get("event") == name, timeout)
+    def wait_for_event(self, name: str, timeout: float = 20.0) -> Event:
+        found = self.wait_until(lambda e: e.get("event") == name, timeout)
         if found is None:
             stderr = self.read_stderr() if self.process.poll() is not None else "(still running)"
             raise AssertionError(f"no {name!r} event; events={self.events[-10:]} stderr={stderr[-2000:]}")
@@ -75,7 +90,9 @@ class ServiceProcess:
         self.process.send_signal(sig)
         code = self.process.wait(timeout=timeout)
         elapsed = time.monotonic() - started
-        self._pump_until(lambda e: False, 0.1)
+        self._reader.join(timeout=5)
+        while self._take(0) is not None:
+            pass
         return code, elapsed
 
 

@@ -1,33 +1,181 @@
-"""The controller's lifecycle: discovery loop under the common service runner.
+"""The controller's lifecycle: event sources feeding one reconcile loop.
 
-Publishing to the API server arrives with the controller issue; until then
-the service discovers devices and reports what it found.
+Sources (each a root task of the service's TaskGroup) only *request* a pass:
+inotify on the sysfs class directory and device directories, a watch on this
+node's slices (a slice deleted by kubelet or by hand), the agent-socket probe
+and the periodic resync. Requests are coalesced (``debounce``), so a burst of
+events costs one pass, and passes never overlap. Retryable API errors back off
+inside the loop (exponential, jittered, capped); anything else ends the
+service with a non-zero exit, as the runner prescribes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from typing import Any
+
+from structlog.contextvars import bound_contextvars
 
 from mockaccel_common.logging import get_logger
 from mockaccel_common.runner import run_service
-from mockaccel_common.sysfs.reader import scan_devices
+from mockaccel_common.sysfs.reader import class_dir
+from mockaccel_controller.adapters.agent import agent_serving
+from mockaccel_controller.adapters.inotify import SysfsWatcher
+from mockaccel_controller.adapters.k8s import KubeApi
+from mockaccel_controller.backoff import Backoff
+from mockaccel_controller.errors import ApiUnavailableError, ConflictError, NodeMissingError, RetryableError
+from mockaccel_controller.publishing import Publisher
 from mockaccel_controller.settings import Settings
 
-log = get_logger("mockaccel_controller")
+SERVICE = "mockaccel_controller"
 
 
-async def discovery_loop(settings: Settings) -> None:
-    while True:
-        result = await scan_devices(settings.sysfs_root)
-        for skipped in result.skipped:
-            log.warning("device_skipped", device=skipped.name, reason=skipped.reason)
-        log.info("devices_discovered", node=settings.node_name, devices=len(result.devices))
-        await asyncio.sleep(settings.resync_interval)
+class Controller:
+    """Owns the wake-up signal and the root tasks; one instance per node."""
+
+    def __init__(self, settings: Settings, api: KubeApi, log: Any) -> None:
+        self.settings = settings
+        self.api = api
+        self.log = log
+        self.publisher = Publisher(settings, api, log)
+        self._wake = asyncio.Event()
+        self._reasons: set[str] = set()
+        self._agent_problem: str | None = "not checked yet"
+        self._discovered = asyncio.Event()
+
+    def request(self, reason: str) -> None:
+        """Ask for a reconcile pass; cheap and callable from any loop callback."""
+        self._reasons.add(reason)
+        self._wake.set()
+
+    def _backoff(self) -> Backoff:
+        return Backoff(self.settings.retry_initial_delay, self.settings.retry_max_delay)
+
+    async def _agent_ready(self) -> bool:
+        if not self.settings.require_agent:
+            return True
+        problem = await agent_serving(self.settings.agent_socket)
+        if problem != self._agent_problem:
+            if problem is None:
+                self.log.info("agent_serving", socket=str(self.settings.agent_socket))
+            else:
+                self.log.warning("publishing_paused", reason=problem, socket=str(self.settings.agent_socket))
+        self._agent_problem = problem
+        return problem is None
+
+    async def reconcile_loop(self) -> None:
+        backoff = self._backoff()
+        unavailable = False
+        self.request("startup")
+        while True:
+            await self._wake.wait()
+            if self.settings.debounce:
+                await asyncio.sleep(self.settings.debounce)
+            self._wake.clear()
+            reasons, self._reasons = self._reasons, set()
+            if not await self._agent_ready():
+                continue
+            try:
+                await self.publisher.reconcile(reasons)
+            except RetryableError as exc:
+                delay = backoff.next_delay(exc.delay)
+                unavailable = unavailable or isinstance(exc, ApiUnavailableError)
+                self.log.warning(_event_of(exc), error=str(exc), retry_in_s=round(delay, 3), attempt=backoff.attempt)
+                await asyncio.sleep(delay)
+                self.request("retry")
+                continue
+            finally:
+                if self.api.version:
+                    self._discovered.set()
+            if unavailable:
+                self.log.info("api_recovered", attempts=backoff.attempt)
+                unavailable = False
+            backoff.reset()
+
+    async def slice_watch(self) -> None:
+        """Request a pass whenever someone else changes this node's slices."""
+        await self._discovered.wait()
+        backoff = self._backoff()
+        resource_version: str | None = None
+        while True:
+            try:
+                if resource_version is None:
+                    _, resource_version = await self.api.list_slices()
+                    self.request("slice_relist")
+                async for event in self.api.watch(resource_version):
+                    backoff.reset()
+                    resource_version = event.resource_version or resource_version
+                    if event.kind != "BOOKMARK" and not self.publisher.is_own_write(
+                        event.kind, event.name, event.resource_version
+                    ):
+                        self.request(f"slice_{event.kind.lower()}")
+            except ConflictError as exc:  # 410 Gone: the resourceVersion is too old; re-list
+                self.log.debug("slice_watch_expired", error=str(exc))
+                resource_version = None
+            except RetryableError as exc:
+                delay = backoff.next_delay(exc.delay)
+                self.log.warning(_event_of(exc), source="slice_watch", error=str(exc), retry_in_s=round(delay, 3))
+                resource_version = None
+                await asyncio.sleep(delay)
+
+    async def agent_watch(self) -> None:
+        """Request a pass when the node agent starts or stops serving."""
+        serving = False
+        while True:
+            now = await agent_serving(self.settings.agent_socket) is None
+            if now != serving:
+                serving = now
+                self.request("agent_serving" if now else "agent_gone")
+            await asyncio.sleep(self.settings.agent_check_interval)
+
+    async def resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_interval)
+            self.request("resync")
+
+    async def remove_slices(self) -> None:
+        """Best effort within the drain deadline: a later start or kubelet's wipe cleans up the rest."""
+        try:
+            async with asyncio.timeout(self.settings.drain_timeout * 0.8):
+                await self.publisher.remove_all()
+        except (RetryableError, TimeoutError) as exc:
+            self.log.warning("slices_not_removed", error=str(exc))
+
+
+def _event_of(exc: RetryableError) -> str:
+    if isinstance(exc, ApiUnavailableError):
+        return "api_unavailable"
+    if isinstance(exc, NodeMissingError):
+        return "node_missing"
+    return "reconcile_conflict"
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    async def start(stack: AsyncExitStack, group: asyncio.TaskGroup) -> None:
-        group.create_task(discovery_loop(settings), name="discovery")
+    log = get_logger(SERVICE).bind(node=settings.node_name)
 
-    await run_service("mockaccel_controller", start, drain_timeout=settings.drain_timeout, stop=stop)
+    async def start(stack: AsyncExitStack, group: asyncio.TaskGroup) -> None:
+        api = await KubeApi.connect(
+            settings.kubeconfig,
+            node=settings.node_name,
+            driver=settings.driver_name,
+            request_timeout=settings.request_timeout,
+        )
+        stack.push_async_callback(api.close)
+        controller = Controller(settings, api, log)
+        if settings.remove_on_shutdown:
+            stack.push_async_callback(controller.remove_slices)  # runs before api.close (LIFO)
+        try:
+            watcher = SysfsWatcher(settings.sysfs_root, class_dir(settings.sysfs_root), controller.request)
+            watcher.start()
+            stack.callback(watcher.close)
+        except OSError as exc:
+            log.warning("inotify_unavailable", error=str(exc))
+        group.create_task(controller.reconcile_loop(), name="reconcile")
+        group.create_task(controller.slice_watch(), name="slice_watch")
+        group.create_task(controller.resync(), name="resync")
+        if settings.require_agent:
+            group.create_task(controller.agent_watch(), name="agent_watch")
+
+    with bound_contextvars(node=settings.node_name):  # the runner's own events carry the node too
+        await run_service(SERVICE, start, drain_timeout=settings.drain_timeout, stop=stop)

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from mockaccel_common.errors import SettingsError
 from mockaccel_common.settings import BaseSettings, setting
+from mockaccel_node_agent.faults import POINTS
+
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,11 @@ class Settings(BaseSettings):
     """mock-accel node agent: the kubelet DRA plugin of this node."""
 
     node_name: str = setting("", env="NODE_NAME", help="Kubernetes node this instance serves (fieldRef spec.nodeName).")
-    pod_uid: str = setting("", env="POD_UID", help="Own pod UID; enables per-pod sockets for rolling updates.")
+    pod_uid: str = setting(
+        "",
+        env="POD_UID",
+        help="Own pod UID (fieldRef metadata.uid); enables per-pod socket names for rolling updates (kubelet >= 1.33).",
+    )
     driver_name: str = setting("mock-accel.example.com", env="MOCKACCEL_DRIVER_NAME", help="DRA driver name.")
     sysfs_root: Path = setting(Path("/sys"), env="MOCKACCEL_SYSFS_ROOT", help="Root of the sysfs tree.")
     registry_dir: Path = setting(
@@ -23,11 +31,61 @@ class Settings(BaseSettings):
     plugin_dir: Path = setting(
         Path("/var/lib/kubelet/plugins/mock-accel.example.com"),
         env="MOCKACCEL_PLUGIN_DIR",
-        help="Directory of the DRA socket and the checkpoint.",
+        help="Directory of the DRA socket, the checkpoint and the lock.",
     )
     cdi_dir: Path = setting(Path("/var/run/cdi"), env="MOCKACCEL_CDI_DIR", help="Dynamic CDI spec directory.")
+    kubeconfig: Path | None = setting(
+        None, env="KUBECONFIG", help="kubeconfig file; empty: the pod's service account (in-cluster)."
+    )
+    api_timeout: float = setting(10.0, env="MOCKACCEL_API_TIMEOUT", help="Timeout of one ResourceClaim GET.", unit="s")
+    health_stream: bool = setting(
+        True,
+        env="MOCKACCEL_HEALTH_STREAM",
+        help="Serve v1alpha1.DRAResourceHealth (NodeWatchResources) and advertise it to kubelet.",
+    )
+    health_check_timeout: int = setting(
+        0,
+        env="MOCKACCEL_HEALTH_CHECK_TIMEOUT",
+        help="health_check_timeout_seconds sent with each device (kubelet 1.35+); 0: kubelet's default.",
+        unit="s",
+    )
+    listen_host: str = setting(
+        "0.0.0.0", env="MOCKACCEL_LISTEN_HOST", help="Address of the liveness and metrics endpoints."
+    )
+    health_port: int = setting(
+        51515,
+        env="MOCKACCEL_HEALTH_PORT",
+        help="TCP port of grpc.health.v1 liveness (positive: that port, 0: random, negative: off).",
+    )
+    metrics_port: int = setting(
+        9402,
+        env="MOCKACCEL_METRICS_PORT",
+        help="TCP port of Prometheus /metrics (positive: that port, 0: random, negative: off).",
+    )
+    fault_point: str = setting(
+        "",
+        env="MOCKACCEL_FAULT_POINT",
+        help="TESTS ONLY: SIGKILL the agent at this step (e.g. prepare:after_sysfs); see docs/node-agent.md.",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.node_name:
             raise SettingsError("node_name is required (flag --node-name or env NODE_NAME)")
+        if self.fault_point and self.fault_point not in POINTS:
+            raise SettingsError(f"fault_point {self.fault_point!r} is unknown; known: {', '.join(POINTS)}")
+        if self.api_timeout <= 0:
+            raise SettingsError(f"api_timeout must be positive, got {self.api_timeout}")
+        for path in (self.registration_socket, self.dra_socket):
+            if len(str(path).encode()) > _MAX_SOCKET_PATH:
+                raise SettingsError(f"socket path {path} is longer than {_MAX_SOCKET_PATH} bytes")
+
+    @property
+    def registration_socket(self) -> Path:
+        """``<driver>-reg.sock``, or ``<driver>-<podUID>-reg.sock`` during rolling updates."""
+        stem = f"{self.driver_name}-{self.pod_uid}" if self.pod_uid else self.driver_name
+        return self.registry_dir / f"{stem}-reg.sock"
+
+    @property
+    def dra_socket(self) -> Path:
+        return self.plugin_dir / (f"dra-{self.pod_uid}.sock" if self.pod_uid else "dra.sock")

@@ -44,7 +44,9 @@ def test_missing_class_dir_is_an_empty_node(tmp_path: Path) -> None:
         (lambda d: (d / "device/numa_node").write_text("zero\n"), "numa_node"),
         (lambda d: ((d / "capabilities").unlink(), (d / "capabilities").mkdir()), "cannot read capabilities"),
     ],
-    ids=["missing", "garbled-uuid", "partial-write", "unit", "binary", "status-format", "no-link", "numa", "unreadable"],
+    ids=[
+        "missing", "garbled-uuid", "partial-write", "unit", "binary", "status-format", "no-link", "numa", "unreadable"
+    ],
 )
 def test_a_bad_device_is_skipped_with_a_reason(root: Path, damage: object, reason: str) -> None:
     target = root / "class/mock-accel/mock1"

@@ -1,0 +1,1 @@
+"""Adapters: the only modules that touch kubernetes_asyncio, inotify and sockets."""

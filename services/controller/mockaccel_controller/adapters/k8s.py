@@ -1,0 +1,352 @@
+"""The controller's only door to the API server (kubernetes_asyncio).
+
+Why raw JSON through ``ApiClient.call_api`` instead of the generated
+``ResourceV1Api`` models: one code path serves ``resource.k8s.io/v1``,
+``v1beta2`` and ``v1beta1`` (only the URL and the device shape differ), the
+stored object is compared exactly as the server returned it (the generated
+models would drop fields they do not know, hiding differences), and no
+generated type leaks past this module. Every library exception is turned into
+the controller's error tree in ``translate_api_error``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from mockaccel_controller.errors import (
+    ApiUnavailableError,
+    ConflictError,
+    ControllerError,
+    NodeMissingError,
+    NotFoundError,
+    PermanentError,
+)
+from mockaccel_controller.quantity import canonicalise
+from mockaccel_controller.reconcile import SliceWrite, StoredSlice
+from mockaccel_controller.slices import Attribute, DeviceSpec
+
+GROUP = "resource.k8s.io"
+PREFERRED_VERSIONS = ("v1", "v1beta2", "v1beta1")
+USER_AGENT = "mockaccel-controller"
+WATCH_TIMEOUT_S = 300
+_SPEC_FIELDS = frozenset({"driver", "pool", "nodeName", "devices"})
+_LIBRARY_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError, ValueError)
+
+
+def translate_api_error(exc: BaseException, what: str) -> ControllerError:
+    """The one mapping from library exceptions to the controller's error tree."""
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        message = f"{what}: HTTP {status} {_reason(exc)}"
+        if status == 404:
+            return NotFoundError(message)
+        if status == 409:
+            return ConflictError(message)
+        if status == 410:  # watch resourceVersion expired: re-list at once
+            return ConflictError(message, delay=0.0)
+        if status == 429 or status >= 500 or status == 0:
+            return ApiUnavailableError(message, delay=_retry_after(exc))
+        return PermanentError(message)
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return ApiUnavailableError(f"{what}: {type(exc).__name__}: {exc}")
+    return PermanentError(f"{what}: unexpected response: {exc}")
+
+
+def _reason(exc: ApiException) -> str:
+    raw: Any = exc.body
+    body = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        status = json.loads(body) if isinstance(body, str) else None
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("kind") == "Status":
+        return str(status.get("message", exc.reason))[:256]
+    return str(exc.reason)[:256]
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    headers: Any = exc.headers or {}
+    value = headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def choose_version(served: Sequence[str], forced: str = "") -> str:
+    """The resource.k8s.io version to speak: ``forced`` if served, else the best of v1, v1beta2, v1beta1."""
+    if forced:
+        if forced not in served:
+            raise PermanentError(f"{GROUP}/{forced} is not served (served: {', '.join(served) or 'none'})")
+        return forced
+    for version in PREFERRED_VERSIONS:
+        if version in served:
+            return version
+    raise PermanentError(f"{GROUP} serves none of {', '.join(PREFERRED_VERSIONS)} (served: {', '.join(served)})")
+
+
+# --- wire format <-> domain ----------------------------------------------------------
+
+
+def device_to_wire(spec: DeviceSpec, version: str) -> dict[str, Any]:
+    body = {
+        "attributes": {key: {a.kind: a.value} for key, a in spec.attributes},
+        "capacity": {key: {"value": value} for key, value in spec.capacity},
+    }
+    if version == "v1beta1":  # v1beta1 wraps the device's fields in "basic"
+        return {"name": spec.name, "basic": body}
+    return {"name": spec.name, **body}
+
+
+def device_from_wire(obj: Mapping[str, Any], version: str) -> DeviceSpec:
+    fields = dict(obj)
+    name = str(fields.pop("name", ""))
+    if version == "v1beta1":
+        body = dict(fields.pop("basic", None) or {})
+        extras = [k for k, v in fields.items() if v]
+    else:
+        body = fields
+        extras = []
+    attributes: dict[str, Attribute] = {}
+    for key, value in (body.pop("attributes", None) or {}).items():
+        present = [(kind, v) for kind, v in value.items() if v is not None]
+        if len(present) == 1:
+            attributes[key] = Attribute(present[0][0], present[0][1])
+        else:
+            extras.append(f"attributes.{key}")
+    capacity: dict[str, str] = {}
+    for key, value in (body.pop("capacity", None) or {}).items():
+        capacity[key] = canonicalise(str(value.get("value", "")))
+        if any(v for k, v in value.items() if k != "value"):
+            extras.append(f"capacity.{key}")
+    extras += [k for k, v in body.items() if v]  # what is left: fields this controller never writes
+    return DeviceSpec.of(name, attributes, capacity, extras)
+
+
+def stored_from_wire(obj: Mapping[str, Any], version: str) -> StoredSlice:
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    pool = spec.get("pool") or {}
+    return StoredSlice(
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        resource_version=str(metadata.get("resourceVersion", "")),
+        pool=str(pool.get("name", "")),
+        generation=int(pool.get("generation") or 0),
+        slice_count=int(pool.get("resourceSliceCount") or 0),
+        devices=tuple(device_from_wire(d, version) for d in spec.get("devices") or ()),
+        labels=dict(metadata.get("labels") or {}),
+        foreign_spec=tuple(sorted(k for k, v in spec.items() if k not in _SPEC_FIELDS and v)),
+        raw=obj,
+    )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Node that owns this node's slices (garbage collection follows it)."""
+
+    name: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.uid, "controller": True}
+
+
+def slice_spec_to_wire(content: SliceWrite, version: str, driver: str, node: str) -> dict[str, Any]:
+    return {
+        "driver": driver,
+        "nodeName": node,
+        "pool": {"name": content.pool, "generation": content.generation, "resourceSliceCount": content.slice_count},
+        "devices": [device_to_wire(d, version) for d in content.devices],
+    }
+
+
+# --- the client ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    kind: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    name: str
+    resource_version: str
+
+
+class KubeApi:
+    """ResourceSlice and Node calls for one node and driver, in the version discovery chose."""
+
+    def __init__(self, client: ApiClient, *, node: str, driver: str, request_timeout: float) -> None:
+        self._client = client
+        self.node = node
+        self.driver = driver
+        self._timeout = request_timeout
+        self.version = ""
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None, *, node: str, driver: str, request_timeout: float) -> KubeApi:
+        """A client from ``kubeconfig``, or the in-cluster service account when None."""
+        configuration = Configuration()
+        try:
+            if kubeconfig is not None:
+                await kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+            else:
+                kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (kube_config.ConfigException, OSError, ValueError) as exc:
+            raise PermanentError(f"cannot load Kubernetes client configuration: {exc}") from exc
+        client = ApiClient(configuration=configuration)
+        client.user_agent = USER_AGENT
+        return cls(client, node=node, driver=driver, request_timeout=request_timeout)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @property
+    def _collection(self) -> str:
+        return f"/apis/{GROUP}/{self.version}/resourceslices"
+
+    @property
+    def _selector(self) -> list[tuple[str, str]]:
+        return [("fieldSelector", f"spec.nodeName={self.node},spec.driver={self.driver}")]
+
+    async def _call(
+        self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None, body: Any = None
+    ) -> Any:
+        try:
+            return await self._client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=True,
+                _request_timeout=self._timeout,
+            )
+        except _LIBRARY_ERRORS as exc:
+            raise translate_api_error(exc, what) from exc
+
+    async def discover(self, forced: str = "") -> str:
+        """Pick the resource.k8s.io version from the server's discovery document."""
+        try:
+            group = await self._call("GET", f"/apis/{GROUP}", "discovery")
+        except NotFoundError as exc:
+            raise PermanentError(f"the API server does not serve {GROUP}") from exc
+        served = [str(v.get("version")) for v in (group or {}).get("versions", [])]
+        self.version = choose_version(served, forced)
+        return self.version
+
+    async def node_owner(self) -> Owner:
+        try:
+            node = await self._call("GET", f"/api/v1/nodes/{self.node}", "get node")
+        except NotFoundError as exc:
+            raise NodeMissingError(f"Node {self.node} does not exist") from exc
+        return Owner(self.node, str(node["metadata"]["uid"]))
+
+    async def list_slices(self) -> tuple[list[StoredSlice], str]:
+        """This node's slices of this driver, and the list's resourceVersion (to start a watch)."""
+        result = await self._call("GET", self._collection, "list slices", query=self._selector)
+        items = [stored_from_wire(item, self.version) for item in result.get("items") or ()]
+        return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def create(self, content: SliceWrite, owner: Owner) -> str:
+        body = {
+            "apiVersion": f"{GROUP}/{self.version}",
+            "kind": "ResourceSlice",
+            "metadata": {
+                "generateName": f"{self.node}-{self.driver}-",
+                "labels": dict(content.labels),
+                "ownerReferences": [owner.reference()],
+            },
+            "spec": slice_spec_to_wire(content, self.version, self.driver, self.node),
+        }
+        created = await self._call("POST", self._collection, "create slice", body=body)
+        return str(created["metadata"]["resourceVersion"])
+
+    async def update(self, target: StoredSlice, content: SliceWrite) -> str:
+        """Replace the slice's spec, guarded by its resourceVersion; other metadata is kept."""
+        metadata = dict((target.raw or {}).get("metadata") or {"name": target.name})
+        metadata.pop("managedFields", None)  # omitted means "keep"; echoing them back is pointless
+        metadata["resourceVersion"] = target.resource_version
+        metadata["labels"] = {**(metadata.get("labels") or {}), **content.labels}
+        body = {
+            "apiVersion": f"{GROUP}/{self.version}",
+            "kind": "ResourceSlice",
+            "metadata": metadata,
+            "spec": slice_spec_to_wire(content, self.version, self.driver, self.node),
+        }
+        try:
+            updated = await self._call("PUT", f"{self._collection}/{target.name}", "update slice", body=body)
+        except NotFoundError as exc:
+            raise ConflictError(f"slice {target.name} vanished before its update") from exc
+        return str(updated["metadata"]["resourceVersion"])
+
+    async def delete(self, target: StoredSlice) -> None:
+        """Delete the slice only if it is still the one we planned with (uid and resourceVersion)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": target.uid, "resourceVersion": target.resource_version},
+        }
+        try:
+            await self._call("DELETE", f"{self._collection}/{target.name}", "delete slice", body=body)
+        except NotFoundError:
+            return  # already gone: the goal of a delete
+
+    async def watch(self, resource_version: str) -> AsyncIterator[WatchEvent]:
+        """Events on this node's slices after ``resource_version`` until the server ends the watch."""
+        query = [
+            *self._selector,
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+        ]
+        try:
+            response = await self._client.call_api(
+                self._collection,
+                "GET",
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(sock_connect=self._timeout, sock_read=WATCH_TIMEOUT_S + 30),
+            )
+        except _LIBRARY_ERRORS as exc:
+            raise translate_api_error(exc, "watch slices") from exc
+        async with response:
+            if response.status != 200:
+                error = ApiException(status=response.status, reason=await response.text())
+                raise translate_api_error(error, "watch slices")
+            while True:
+                try:
+                    line = await response.content.readline()
+                except _LIBRARY_ERRORS as exc:
+                    raise translate_api_error(exc, "watch slices") from exc
+                if not line:
+                    return
+                yield _watch_event(line)
+
+
+def _watch_event(line: bytes) -> WatchEvent:
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise ApiUnavailableError(f"watch slices: malformed event: {line[:256]!r}") from exc
+    obj = event.get("object") or {}
+    if event.get("type") == "ERROR":
+        error = ApiException(status=obj.get("code", 500), reason=obj.get("message", ""))
+        raise translate_api_error(error, "watch slices")
+    metadata = obj.get("metadata") or {}
+    return WatchEvent(str(event.get("type")), str(metadata.get("name", "")), str(metadata.get("resourceVersion", "")))
+
+

@@ -1,0 +1,1 @@
+"""The node agent's adapters: the only modules that speak Kubernetes or kubelet gRPC."""

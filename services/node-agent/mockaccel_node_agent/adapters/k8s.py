@@ -1,0 +1,84 @@
+"""Reading ResourceClaims (resource.k8s.io/v1) with kubernetes_asyncio.
+
+The agent needs exactly one verb: ``get`` on ``resourceclaims``. The body is
+read as JSON and handed to the domain (``ClaimAllocation.from_object``)
+rather than through the client's generated models, which cost more than the
+whole rest of a prepare call. Every library error is translated here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration, ResourceV1Api
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from mockaccel_node_agent.domain.claims import ClaimAllocation, ClaimRef
+from mockaccel_node_agent.errors import ApiUnavailableError, ClaimError, ClaimNotFoundError, PermanentError
+
+
+def _translate(ref: ClaimRef, status: int, reason: str) -> Exception:
+    what = f"ResourceClaim {ref.namespace}/{ref.name}"
+    if status == 404:
+        return ClaimNotFoundError(f"{what} not found")
+    if status in (401, 403):
+        return ApiUnavailableError(f"reading {what} was refused ({status} {reason}); check the agent's RBAC")
+    if status == 429 or status >= 500:
+        return ApiUnavailableError(f"the API server failed reading {what} ({status} {reason})", delay=2.0)
+    return ClaimError(f"reading {what} failed ({status} {reason})")
+
+
+class ClaimReader:
+    """Implements preparing.ClaimSource against the API server."""
+
+    def __init__(self, api: ApiClient, *, timeout: float) -> None:
+        self._resource = ResourceV1Api(api)
+        self._timeout = timeout
+
+    async def get(self, ref: ClaimRef) -> ClaimAllocation:
+        try:
+            # Without preloading the client returns the raw aiohttp response.
+            response: Any = await self._resource.read_namespaced_resource_claim(
+                ref.name, ref.namespace, _preload_content=False, _request_timeout=self._timeout
+            )
+            try:
+                body = await response.read()
+                status, reason = response.status, str(response.reason or "")
+            finally:
+                response.release()
+        except ApiException as exc:
+            raise _translate(ref, int(exc.status or 0), str(exc.reason or "")) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ApiUnavailableError(f"the API server is unreachable: {exc!r}") from exc
+        if not 200 <= status <= 299:
+            raise _translate(ref, status, reason)
+        try:
+            obj: Any = json.loads(body)
+        except ValueError as exc:
+            raise ApiUnavailableError("the API server sent a body that is not JSON") from exc
+        return ClaimAllocation.from_object(obj)
+
+
+@asynccontextmanager
+async def api_client(kubeconfig: Path | None) -> AsyncIterator[ApiClient]:
+    """An ApiClient from a kubeconfig file, or the pod's service account when there is none."""
+    cfg = Configuration()
+    try:
+        if kubeconfig is not None:
+            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+        else:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        raise PermanentError(f"cannot configure the Kubernetes client: {exc}") from exc
+    api = ApiClient(configuration=cfg)
+    try:
+        yield api
+    finally:
+        await api.close()

@@ -1,0 +1,123 @@
+"""The checkpoint: which claims this node has prepared, and with which devices.
+
+It is the agent's only memory. Unprepare works from it alone (the claim may be
+deleted by then), start-up reconciliation makes sysfs and the CDI directory
+match it, and it is the "last line of defense" against one device serving two
+claims. The on-disk form is versioned JSON with a checksum over the canonical
+encoding of its data, so a torn or hand-edited file is detected instead of
+silently losing what is prepared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mockaccel_node_agent.domain.claims import ClaimRef, PreparedClaim, PreparedDevice
+from mockaccel_node_agent.errors import CheckpointCorruptError
+
+KIND = "MockAccelNodeAgentCheckpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    claims: Mapping[str, PreparedClaim] = field(default_factory=dict)
+
+    def get(self, uid: str) -> PreparedClaim | None:
+        return self.claims.get(uid)
+
+    def with_claim(self, claim: PreparedClaim) -> Checkpoint:
+        return Checkpoint({**self.claims, claim.ref.uid: claim})
+
+    def without(self, uid: str) -> Checkpoint:
+        return Checkpoint({k: v for k, v in self.claims.items() if k != uid})
+
+    def holder_of(self, device: str) -> str | None:
+        """The UID of the claim holding ``device``, if any."""
+        for uid, claim in self.claims.items():
+            if device in claim.device_names:
+                return uid
+        return None
+
+    def held_devices(self) -> dict[str, str]:
+        """device name → claim UID for every held device."""
+        return {device: uid for uid, claim in self.claims.items() for device in claim.device_names}
+
+    def cdi_specs(self) -> dict[str, str]:
+        """CDI spec file name → claim UID."""
+        return {claim.cdi_spec: uid for uid, claim in self.claims.items()}
+
+
+def _claim_data(claim: PreparedClaim) -> dict[str, Any]:
+    return {
+        "namespace": claim.ref.namespace,
+        "name": claim.ref.name,
+        "cdiSpec": claim.cdi_spec,
+        "devices": [
+            {
+                "pool": d.pool,
+                "device": d.device,
+                "requestNames": list(d.request_names),
+                "cdiDeviceIds": list(d.cdi_device_ids),
+            }
+            for d in claim.devices
+        ],
+    }
+
+
+def _canonical(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _checksum(data: Mapping[str, Any]) -> str:
+    return "sha256:" + hashlib.sha256(_canonical(data)).hexdigest()
+
+
+def encode(checkpoint: Checkpoint) -> bytes:
+    data = {"preparedClaims": {uid: _claim_data(c) for uid, c in sorted(checkpoint.claims.items())}}
+    document = {"kind": KIND, "version": VERSION, "checksum": _checksum(data), "data": data}
+    return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def decode(raw: bytes, *, path: str = "") -> Checkpoint:
+    """Parse and verify; raises CheckpointCorruptError saying what is wrong."""
+
+    def corrupt(why: str) -> CheckpointCorruptError:
+        return CheckpointCorruptError(f"checkpoint {path or '(bytes)'} is corrupt: {why}", path=path)
+
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise corrupt(f"not JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("kind") != KIND:
+        raise corrupt(f"kind is not {KIND}")
+    if document.get("version") != VERSION:
+        raise corrupt(f"unsupported version {document.get('version')!r} (this agent reads {VERSION})")
+    data = document.get("data")
+    if not isinstance(data, dict):
+        raise corrupt("no data")
+    if document.get("checksum") != _checksum(data):
+        raise corrupt("checksum mismatch")
+    try:
+        claims = {}
+        for uid, entry in data["preparedClaims"].items():
+            claims[uid] = PreparedClaim(
+                ref=ClaimRef(namespace=str(entry["namespace"]), uid=str(uid), name=str(entry["name"])),
+                cdi_spec=str(entry["cdiSpec"]),
+                devices=tuple(
+                    PreparedDevice(
+                        pool=str(d["pool"]),
+                        device=str(d["device"]),
+                        request_names=tuple(str(r) for r in d["requestNames"]),
+                        cdi_device_ids=tuple(str(i) for i in d["cdiDeviceIds"]),
+                    )
+                    for d in entry["devices"]
+                ),
+            )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise corrupt(f"malformed entry ({exc!r})") from exc
+    return Checkpoint(claims)

@@ -1,0 +1,67 @@
+"""The current device-health list of this node and the subscribers waiting for the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+from mockaccel_common.logging import get_logger
+from mockaccel_node_agent.domain.health import DeviceHealth, health_list
+from mockaccel_node_agent.host import Host
+from mockaccel_node_agent.metrics import Metrics
+from mockaccel_node_agent.watching import AttributeWatcher
+
+log = get_logger("mockaccel_node_agent.health")
+
+
+class HealthFeed:
+    def __init__(self, node: str, host: Host, metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
+        self.node = node
+        self.host = host
+        self.metrics = metrics
+        self.clock = clock
+        self.current: tuple[DeviceHealth, ...] = ()
+        self.version = 0
+        self._changed = asyncio.Condition()
+
+    async def refresh(self) -> bool:
+        """Re-read the devices; publish a new list if any device's health changed."""
+        previous = {d.device: d for d in self.current}
+        devices = await self.host.scan()
+        updated = health_list(self.node, devices, previous, int(self.clock()))
+        if updated == self.current and self.version:
+            return False
+        async with self._changed:
+            self.current = updated
+            self.version += 1
+            self._changed.notify_all()
+        self.metrics.health_changes.inc()
+        log.info(
+            "health_list_changed",
+            version=self.version,
+            unhealthy=[d.device for d in updated if d.health.name == "UNHEALTHY"],
+        )
+        return True
+
+    async def run(self, watcher: AttributeWatcher) -> None:
+        """Refresh on every change event, forever."""
+        await self.refresh()
+        async for _ in watcher.changes():
+            await self.refresh()
+
+    async def subscribe(self) -> AsyncIterator[tuple[DeviceHealth, ...]]:
+        """The current list at once, then every new one; a slow reader skips to the newest."""
+        seen = self.version
+        self.metrics.health_watchers.inc()
+        try:
+            yield self.current
+            while True:
+                async with self._changed:
+                    while self.version == seen:
+                        await self._changed.wait()
+                    seen = self.version
+                    snapshot = self.current
+                yield snapshot
+        finally:
+            self.metrics.health_watchers.dec()

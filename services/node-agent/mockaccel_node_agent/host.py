@@ -1,0 +1,89 @@
+"""What preparing touches on the host: device state in sysfs and spec files in the CDI directory.
+
+Synchronous file work runs in worker threads; errors arrive as the node
+agent's error tree (a device that cannot be read or written is
+DeviceUnavailableError for the claim that wanted it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+from mockaccel_common.cdi import write_spec
+from mockaccel_common.errors import SysfsError
+from mockaccel_common.model import Device
+from mockaccel_common.sysfs import abi
+from mockaccel_common.sysfs.reader import read_device, scan_devices
+from mockaccel_common.sysfs.writer import SysfsWriter
+from mockaccel_node_agent.domain.cdi_building import DeviceSource, claim_spec, is_our_spec, spec_file_name
+from mockaccel_node_agent.errors import DeviceUnavailableError, PermanentError
+
+
+class Host:
+    def __init__(self, sysfs_root: Path, cdi_dir: Path) -> None:
+        self.sysfs_root = sysfs_root
+        self.cdi_dir = cdi_dir
+        self._writer = SysfsWriter(sysfs_root)
+
+    # --- sysfs ---------------------------------------------------------------
+
+    def _read_sync(self, name: str) -> DeviceSource:
+        try:
+            device = read_device(self.sysfs_root, name)
+            real_dir = os.path.realpath(self.sysfs_root / abi.CLASS_DIR / name, strict=True)
+        except (SysfsError, OSError) as exc:
+            raise DeviceUnavailableError(f"device {name} is not usable on this node: {exc}") from exc
+        # The container sees host paths: on a simulated tree keep the path under
+        # the simulated root (it is the host path of that tree).
+        return DeviceSource(device=device, sysfs_dir=real_dir)
+
+    async def read(self, name: str) -> DeviceSource:
+        return await asyncio.to_thread(self._read_sync, name)
+
+    async def scan(self) -> tuple[Device, ...]:
+        return (await scan_devices(self.sysfs_root)).devices
+
+    async def set_allocated(self, name: str, allocated: bool) -> None:
+        try:
+            await self._writer.set_allocated(name, allocated)
+        except SysfsError as exc:
+            verb = "allocate" if allocated else "free"
+            raise DeviceUnavailableError(f"cannot {verb} device {name}: {exc}") from exc
+
+    # --- CDI -----------------------------------------------------------------
+
+    def _write_spec_sync(self, claim_uid: str, sources: list[DeviceSource]) -> str:
+        name = spec_file_name(claim_uid)
+        try:
+            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources))
+        except OSError as exc:
+            raise PermanentError(f"cannot write CDI spec {name}: {exc.strerror}") from exc
+        return name
+
+    async def write_spec(self, claim_uid: str, sources: list[DeviceSource]) -> str:
+        return await asyncio.to_thread(self._write_spec_sync, claim_uid, sources)
+
+    def _delete_spec_sync(self, file_name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.cdi_dir / file_name).unlink()
+
+    async def delete_spec(self, file_name: str) -> None:
+        await asyncio.to_thread(self._delete_spec_sync, file_name)
+
+    def _our_specs_sync(self) -> set[str]:
+        try:
+            return {name for name in os.listdir(self.cdi_dir) if is_our_spec(name)}
+        except FileNotFoundError:
+            return set()
+
+    async def our_specs(self) -> set[str]:
+        return await asyncio.to_thread(self._our_specs_sync)
+
+    def spec_path(self, file_name: str) -> Path:
+        return self.cdi_dir / file_name
+
+    def device_exists(self, name: str) -> bool:
+        return (self.sysfs_root / abi.CLASS_DIR / name).is_dir()

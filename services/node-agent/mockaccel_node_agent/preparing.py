@@ -1,0 +1,278 @@
+"""NodePrepareResources and NodeUnprepareResources, free of gRPC.
+
+Ordering is what makes this crash-safe (docs/node-agent.md): prepare marks
+the devices, writes the CDI spec and only then records the claim in the
+checkpoint; unprepare frees the devices, deletes the spec and only then drops
+the claim. Whatever a crash interrupts, start-up reconciliation makes sysfs
+and the CDI directory match the checkpoint again, and kubelet's repeated call
+then finishes the job. A failure in the middle of a call rolls back what that
+call did.
+
+The state change of a call runs as a shielded task: grpclib cancels handlers
+when kubelet's connection closes, and a half-finished transition must not be
+abandoned; the repeated call finds it finished and gets the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from structlog.contextvars import bound_contextvars
+
+from mockaccel_common.logging import get_logger
+from mockaccel_node_agent.domain.cdi_building import DeviceSource, cdi_device_id
+from mockaccel_node_agent.domain.checkpoint import Checkpoint
+from mockaccel_node_agent.domain.claims import (
+    ClaimAllocation,
+    ClaimRef,
+    PreparedClaim,
+    PreparedDevice,
+    WantedDevice,
+    check_allocation,
+    check_pool,
+    dedupe,
+    pool_name,
+    wanted_devices,
+)
+from mockaccel_node_agent.errors import DeviceUnavailableError, NodeAgentError
+from mockaccel_node_agent.faults import FaultPoints
+from mockaccel_node_agent.host import Host
+from mockaccel_node_agent.metrics import Metrics
+from mockaccel_node_agent.state import CheckpointStore, SerialLock
+
+log = get_logger("mockaccel_node_agent.preparing")
+T = TypeVar("T")
+
+
+class ClaimSource(Protocol):
+    async def get(self, ref: ClaimRef) -> ClaimAllocation: ...
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    devices: tuple[PreparedDevice, ...] = ()
+    error: str = ""
+
+
+def _describe(exc: NodeAgentError) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class Preparer:
+    def __init__(
+        self,
+        *,
+        driver: str,
+        node: str,
+        host: Host,
+        store: CheckpointStore,
+        lock: SerialLock,
+        claims: ClaimSource,
+        metrics: Metrics,
+        faults: FaultPoints | None = None,
+    ) -> None:
+        self.driver = driver
+        self.node = node
+        self.host = host
+        self.store = store
+        self.lock = lock
+        self.claims = claims
+        self.metrics = metrics
+        self.faults = faults or FaultPoints()
+        self._inflight: set[asyncio.Task[object]] = set()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def _shielded(self, work: Callable[[], Awaitable[T]]) -> T:
+        async def body() -> T:
+            return await work()
+
+        task: asyncio.Task[T] = asyncio.create_task(body(), name="state-change")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Let state changes that are under way finish (their callers may be gone)."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+    # --- prepare -------------------------------------------------------------
+
+    async def prepare(self, refs: Sequence[ClaimRef]) -> dict[str, ClaimOutcome]:
+        started = time.monotonic()
+        unique = dedupe(refs)
+        outcomes: dict[str, ClaimOutcome] = {}
+        fetched = await self._fetch_all(unique)
+        self.faults.hit("prepare:after_claim_fetch")
+        ready: list[tuple[ClaimRef, tuple[WantedDevice, ...]]] = []
+        for ref in unique:
+            result = fetched[ref.uid]
+            if isinstance(result, NodeAgentError):
+                outcomes[ref.uid] = self._failed("prepare", ref, result)
+            else:
+                ready.append((ref, result))
+        if ready:
+            outcomes.update(await self._shielded(lambda: self._prepare_locked(ready)))
+        elapsed = time.monotonic() - started
+        for ref in unique:
+            self.metrics.prepare_duration.observe(elapsed / max(len(unique), 1))
+            self.metrics.prepare_claims.labels(result="error" if outcomes[ref.uid].error else "success").inc()
+        return {ref.uid: outcomes[ref.uid] for ref in unique}
+
+    async def _fetch_all(self, refs: Sequence[ClaimRef]) -> dict[str, tuple[WantedDevice, ...] | NodeAgentError]:
+        async def fetch(ref: ClaimRef) -> tuple[WantedDevice, ...] | NodeAgentError:
+            try:
+                ref.validate()
+                allocation = await self.claims.get(ref)
+                check_allocation(ref, allocation)
+                return wanted_devices(allocation, self.driver)
+            except NodeAgentError as exc:
+                return exc
+
+        async with asyncio.TaskGroup() as group:
+            tasks = {ref.uid: group.create_task(fetch(ref)) for ref in refs}
+        return {uid: task.result() for uid, task in tasks.items()}
+
+    def _failed(self, verb: str, ref: ClaimRef, exc: NodeAgentError) -> ClaimOutcome:
+        self.metrics.errors.labels(kind=type(exc).__name__).inc()
+        with bound_contextvars(claim_uid=ref.uid):
+            log.warning("claim_failed", call=verb, error=_describe(exc), kind=type(exc).__name__)
+        return ClaimOutcome(error=_describe(exc))
+
+    async def _prepare_locked(self, items: list[tuple[ClaimRef, tuple[WantedDevice, ...]]]) -> dict[str, ClaimOutcome]:
+        outcomes: dict[str, ClaimOutcome] = {}
+        async with self.lock.held():
+            try:
+                checkpoint = await self.store.load()
+            except NodeAgentError as exc:
+                return {ref.uid: self._failed("prepare", ref, exc) for ref, _ in items}
+            for ref, wanted in items:
+                with bound_contextvars(claim_uid=ref.uid):
+                    try:
+                        checkpoint, prepared = await self._prepare_one(checkpoint, ref, wanted)
+                    except NodeAgentError as exc:
+                        outcomes[ref.uid] = self._failed("prepare", ref, exc)
+                        continue
+                    outcomes[ref.uid] = ClaimOutcome(devices=prepared.devices)
+            self.metrics.prepared_claims.set(len(checkpoint.claims))
+        return outcomes
+
+    async def _prepare_one(
+        self, checkpoint: Checkpoint, ref: ClaimRef, wanted: tuple[WantedDevice, ...]
+    ) -> tuple[Checkpoint, PreparedClaim]:
+        existing = checkpoint.get(ref.uid)
+        if existing is not None:
+            log.info("claim_already_prepared", devices=list(existing.device_names))
+            return checkpoint, existing
+        sources: list[DeviceSource] = []
+        for want in wanted:
+            holder = checkpoint.holder_of(want.device)
+            if holder is not None:
+                raise DeviceUnavailableError(f"device {want.device} is already prepared for claim {holder}")
+            source = await self.host.read(want.device)
+            check_pool(want.device, want.pool, pool_name(self.node, source.device.numa_node))
+            if source.device.allocated:
+                raise DeviceUnavailableError(
+                    f"device {want.device} is marked allocated but no prepared claim holds it; refusing to share it"
+                )
+            sources.append(source)
+        marked: list[str] = []
+        spec: str | None = None
+        try:
+            for source in sources:
+                await self.host.set_allocated(source.device.name, True)
+                marked.append(source.device.name)
+                if len(marked) == 1:
+                    self.faults.hit("prepare:after_first_device")
+            self.faults.hit("prepare:after_sysfs")
+            spec = await self.host.write_spec(ref.uid, sources)
+            self.faults.hit("prepare:after_cdi")
+            prepared = PreparedClaim(
+                ref=ref,
+                cdi_spec=spec,
+                devices=tuple(
+                    PreparedDevice(
+                        pool=want.pool,
+                        device=want.device,
+                        request_names=want.request_names,
+                        cdi_device_ids=(cdi_device_id(ref.uid, want.device),),
+                    )
+                    for want in wanted
+                ),
+            )
+            updated = checkpoint.with_claim(prepared)
+            await self.store.save(updated)
+            self.faults.hit("prepare:after_checkpoint")
+        except BaseException:
+            await self._roll_back(marked, spec)
+            raise
+        log.info("claim_prepared", devices=list(prepared.device_names), cdi_spec=spec)
+        return updated, prepared
+
+    async def _roll_back(self, marked: list[str], spec: str | None) -> None:
+        for name in marked:
+            try:
+                await self.host.set_allocated(name, False)
+            except NodeAgentError as exc:  # reconciliation at the next start repairs it
+                log.error("rollback_failed", device=name, error=str(exc))
+        if spec is not None:
+            await self.host.delete_spec(spec)
+        log.warning("prepare_rolled_back", devices=marked, cdi_spec=spec)
+
+    # --- unprepare -----------------------------------------------------------
+
+    async def unprepare(self, refs: Sequence[ClaimRef]) -> dict[str, str]:
+        """claim UID → error ("" on success) for every claim asked for."""
+        started = time.monotonic()
+        unique = dedupe(refs)
+        errors = await self._shielded(lambda: self._unprepare_locked(unique)) if unique else {}
+        elapsed = time.monotonic() - started
+        for ref in unique:
+            self.metrics.unprepare_duration.observe(elapsed / max(len(unique), 1))
+            self.metrics.unprepare_claims.labels(result="error" if errors[ref.uid] else "success").inc()
+        return errors
+
+    async def _unprepare_locked(self, refs: Sequence[ClaimRef]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        async with self.lock.held():
+            try:
+                checkpoint = await self.store.load()
+            except NodeAgentError as exc:
+                return {ref.uid: self._failed("unprepare", ref, exc).error for ref in refs}
+            for ref in refs:
+                with bound_contextvars(claim_uid=ref.uid):
+                    try:
+                        checkpoint = await self._unprepare_one(checkpoint, ref)
+                        errors[ref.uid] = ""
+                    except NodeAgentError as exc:
+                        errors[ref.uid] = self._failed("unprepare", ref, exc).error
+            self.metrics.prepared_claims.set(len(checkpoint.claims))
+        return errors
+
+    async def _unprepare_one(self, checkpoint: Checkpoint, ref: ClaimRef) -> Checkpoint:
+        claim = checkpoint.get(ref.uid)
+        if claim is None:
+            log.info("claim_not_prepared")
+            return checkpoint
+        for index, name in enumerate(claim.device_names):
+            try:
+                await self.host.set_allocated(name, False)
+            except DeviceUnavailableError:
+                if await asyncio.to_thread(self.host.device_exists, name):
+                    raise
+                log.warning("device_gone", device=name)  # unplugged: nothing left to free
+            if index == 0:
+                self.faults.hit("unprepare:after_first_device")
+        self.faults.hit("unprepare:after_sysfs")
+        await self.host.delete_spec(claim.cdi_spec)
+        self.faults.hit("unprepare:after_cdi")
+        updated = checkpoint.without(ref.uid)
+        await self.store.save(updated)
+        self.faults.hit("unprepare:after_checkpoint")
+        log.info("claim_unprepared", devices=list(claim.device_names))
+        return updated
