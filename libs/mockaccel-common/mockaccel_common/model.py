@@ -127,3 +127,16 @@ class Device:
     @property
     def ready(self) -> bool:
         return Status.READY in self.status
+
+
+NO_NUMA_POOL = "numa-none"
+
+
+def pool_label(numa_node: int | None) -> str:
+    """The per-node part of a pool name: ``numa<n>``, or ``numa-none`` (docs/abi.md §8.1)."""
+    return NO_NUMA_POOL if numa_node is None else f"numa{numa_node}"
+
+
+def pool_name(node: str, numa_node: int | None) -> str:
+    """``<node>/numa<n>``: unique cluster-wide, so the scheduler never mixes up two nodes' devices."""
+    return f"{node}/{pool_label(numa_node)}"

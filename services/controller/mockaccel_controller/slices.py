@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mockaccel_common.model import Device, DeviceKind
+from mockaccel_common.model import Device, DeviceKind, pool_label, pool_name
 from mockaccel_controller.quantity import canonical_bytes
 
 MAX_DEVICES_PER_SLICE = 128  # ResourceSliceMaxDevices (no taints or counters here)
@@ -30,7 +30,6 @@ MAX_POOL_NAME = 253
 MAX_STRING_ATTRIBUTE = 64
 INT64_MAX = 2**63 - 1
 PCIE_ROOT_ATTRIBUTE = "resource.kubernetes.io/pcieRoot"
-NO_NUMA_POOL = "numa-none"
 
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -105,14 +104,6 @@ class DesiredState:
     @property
     def device_count(self) -> int:
         return sum(len(s.devices) for p in self.pools.values() for s in p.slices)
-
-
-def pool_label(numa_node: int | None) -> str:
-    return NO_NUMA_POOL if numa_node is None else f"numa{numa_node}"
-
-
-def pool_name(node: str, numa_node: int | None) -> str:
-    return f"{node}/{pool_label(numa_node)}"
 
 
 def device_spec(device: Device, driver: str) -> DeviceSpec:

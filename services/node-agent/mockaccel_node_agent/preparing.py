@@ -24,6 +24,7 @@ from typing import Protocol, TypeVar
 from structlog.contextvars import bound_contextvars
 
 from mockaccel_common.logging import get_logger
+from mockaccel_common.model import pool_name
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, cdi_device_id
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
 from mockaccel_node_agent.domain.claims import (
@@ -35,7 +36,6 @@ from mockaccel_node_agent.domain.claims import (
     check_allocation,
     check_pool,
     dedupe,
-    pool_name,
     wanted_devices,
 )
 from mockaccel_node_agent.errors import DeviceUnavailableError, NodeAgentError

@@ -13,22 +13,32 @@ Two sources of change events, one interface:
 * the simulator: every attribute write is a file replacement by rename, so
   inotify on each device directory (IN_MOVED_TO) and on the class directory
   (devices appearing or vanishing) reports every change. inotify comes from
-  libc through ctypes; no extra dependency.
+  libc through ctypes (mockaccel_common.inotify); no extra dependency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import select
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from mockaccel_common.inotify import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_Q_OVERFLOW,
+    Inotify,
+)
 from mockaccel_common.logging import get_logger
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.sysfs import abi
@@ -37,68 +47,8 @@ log = get_logger("mockaccel_node_agent.watching")
 
 WATCHED_ATTRIBUTES = ("health", "status")
 
-IN_MODIFY = 0x00000002
-IN_ATTRIB = 0x00000004
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_FROM = 0x00000040
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_DELETE_SELF = 0x00000400
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
-_EVENT = struct.Struct("iIII")
-
 _DEVICE_MASK = IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF
 _CLASS_MASK = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM
-
-
-class _Inotify:
-    """A minimal inotify binding: init, add_watch, rm_watch, and reading event names."""
-
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self._add = libc.inotify_add_watch
-        self._add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
-        self._rm = libc.inotify_rm_watch
-        self._rm.argtypes = (ctypes.c_int, ctypes.c_int)
-        init = libc.inotify_init1
-        init.argtypes = (ctypes.c_int,)
-        fd = init(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-        self.fd: int = fd
-
-    def add_watch(self, path: Path, mask: int) -> int:
-        wd = int(self._add(self.fd, os.fsencode(path), mask))
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code), str(path))
-        return wd
-
-    def rm_watch(self, wd: int) -> None:
-        self._rm(self.fd, wd)
-
-    def drain(self) -> list[tuple[int, int, str]]:
-        """(wd, mask, name) of every pending event."""
-        events: list[tuple[int, int, str]] = []
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return events
-            offset = 0
-            while offset + _EVENT.size <= len(data):
-                wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-                raw = data[offset + _EVENT.size : offset + _EVENT.size + length]
-                events.append((wd, mask, raw.rstrip(b"\0").decode(errors="replace")))
-                offset += _EVENT.size + length
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 def _device_dirs(root: Path) -> dict[str, Path]:
@@ -130,7 +80,7 @@ class AttributeWatcher:
 
     async def _inotify_changes(self) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        inotify = _Inotify()
+        inotify = Inotify()
         woken = asyncio.Event()
         watches: dict[Path, int] = {}
 
@@ -150,10 +100,10 @@ class AttributeWatcher:
 
         def on_readable() -> None:
             relevant = False
-            for _wd, mask, name in inotify.drain():
-                overflow_or_gone = mask & (IN_Q_OVERFLOW | IN_DELETE_SELF | IN_IGNORED)
-                device_set_changed = mask & _CLASS_MASK and not name.startswith(".")
-                if overflow_or_gone or name in WATCHED_ATTRIBUTES or device_set_changed:
+            for event in inotify.read():
+                overflow_or_gone = event.mask & (IN_Q_OVERFLOW | IN_DELETE_SELF | IN_IGNORED)
+                device_set_changed = event.mask & _CLASS_MASK and not event.name.startswith(".")
+                if overflow_or_gone or event.name in WATCHED_ATTRIBUTES or device_set_changed:
                     relevant = True
             if relevant:
                 woken.set()

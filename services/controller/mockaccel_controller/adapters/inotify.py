@@ -12,84 +12,29 @@ covers the rest.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import errno
 import os
-import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-IN_MODIFY = 0x00000002
-IN_ATTRIB = 0x00000004
-IN_CLOSE_WRITE = 0x00000008
-IN_MOVED_FROM = 0x00000040
-IN_MOVED_TO = 0x00000080
-IN_CREATE = 0x00000100
-IN_DELETE = 0x00000200
-IN_DELETE_SELF = 0x00000400
-IN_MOVE_SELF = 0x00000800
-IN_Q_OVERFLOW = 0x00004000
-IN_IGNORED = 0x00008000
-IN_ONLYDIR = 0x01000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+from mockaccel_common.inotify import (
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    Inotify,
+)
 
 CLASS_DIR_MASK = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 DEVICE_DIR_MASK = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE_SELF | IN_ONLYDIR
 ANCESTOR_MASK = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR
-_HEADER = struct.Struct("iIII")
-_READ_SIZE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class InotifyEvent:
-    wd: int
-    mask: int
-    name: str
-
-
-class Inotify:
-    """An inotify instance; ``read()`` never blocks (the fd is O_NONBLOCK)."""
-
-    def __init__(self) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self._libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
-        self._libc.inotify_rm_watch.argtypes = (ctypes.c_int, ctypes.c_int)
-        fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"inotify_init1: {os.strerror(code)}")
-        self.fd: int = fd
-
-    def add_watch(self, path: Path, mask: int) -> int:
-        wd = int(self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask))
-        if wd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code), str(path))
-        return wd
-
-    def rm_watch(self, wd: int) -> None:
-        self._libc.inotify_rm_watch(self.fd, wd)  # EINVAL when the kernel already dropped it: fine
-
-    def read(self) -> list[InotifyEvent]:
-        try:
-            data = os.read(self.fd, _READ_SIZE)
-        except BlockingIOError:
-            return []
-        events: list[InotifyEvent] = []
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            wd, mask, _cookie, length = _HEADER.unpack_from(data, offset)
-            start = offset + _HEADER.size
-            name = data[start : start + length].rstrip(b"\0").decode(errors="replace")
-            events.append(InotifyEvent(wd, mask, name))
-            offset = start + length
-        return events
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 class SysfsWatcher:

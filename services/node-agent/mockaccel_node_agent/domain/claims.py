@@ -138,11 +138,6 @@ def wanted_devices(allocation: ClaimAllocation, driver: str) -> tuple[WantedDevi
     return tuple(WantedDevice(pool, device, tuple(requests[(pool, device)])) for pool, device in order)
 
 
-def pool_name(node: str, numa_node: int | None) -> str:
-    """``<node>/numa<n>``, or ``<node>/numa-none`` (docs/abi.md §8.1)."""
-    return f"{node}/numa-none" if numa_node is None else f"{node}/numa{numa_node}"
-
-
 def check_pool(device: str, pool: str, local_pool: str) -> None:
     if pool != local_pool:
         raise DeviceUnavailableError(

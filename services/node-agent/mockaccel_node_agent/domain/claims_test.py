@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mockaccel_common.errors import MockaccelError
+from mockaccel_common.model import pool_name
 from mockaccel_node_agent import errors
 from mockaccel_node_agent.domain.claims import (
     AllocationResult,
@@ -10,7 +11,6 @@ from mockaccel_node_agent.domain.claims import (
     ClaimRef,
     base_request,
     check_allocation,
-    pool_name,
     wanted_devices,
 )
 

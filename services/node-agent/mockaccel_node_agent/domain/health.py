@@ -12,8 +12,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mockaccel_common.model import Device
-from mockaccel_node_agent.domain.claims import pool_name
+from mockaccel_common.model import Device, pool_name
 
 MESSAGE_LIMIT = 1024
 
