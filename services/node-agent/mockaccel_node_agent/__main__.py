@@ -1,10 +1,18 @@
 import sys
 
+from mockaccel_common import lean_kubernetes
 from mockaccel_common.logging import configure_logging
 from mockaccel_common.runner import run_main
-from mockaccel_node_agent import app
-from mockaccel_node_agent.settings import Settings
 
-settings = Settings.load()
-configure_logging(settings.log_level, settings.log_format)
-sys.exit(run_main("mockaccel_node_agent", app.run(settings)))
+
+def main() -> int:
+    lean_kubernetes.install()  # before the first kubernetes_asyncio import
+    from mockaccel_node_agent import app
+    from mockaccel_node_agent.settings import Settings
+
+    settings = Settings.load()
+    configure_logging(settings.log_level, settings.log_format)
+    return run_main("mockaccel_node_agent", app.run(settings))
+
+
+sys.exit(main())

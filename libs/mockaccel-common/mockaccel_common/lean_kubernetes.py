@@ -1,0 +1,72 @@
+"""Load kubernetes_asyncio without importing its ~1,600 generated modules up front.
+
+``kubernetes_asyncio.client`` imports every API class and every model at
+import time: about 37 MiB of resident memory that a per-node daemon, which
+uses two APIs and a dozen models, never needs. ``install()`` puts two lazy
+packages in their place before anything imports them: each one reads the
+names its real ``__init__.py`` exports (the generated
+``from <module> import <Name>`` lines, parsed as text, not executed) and
+imports a name's module the first time the name is used. Behaviour is
+unchanged; only *when* a module is imported differs.
+
+Call it first thing in a service's ``__main__``, before anything imports
+kubernetes_asyncio. It does nothing if the package is already imported, or
+not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+_LAZY_PACKAGES = ("kubernetes_asyncio.client", "kubernetes_asyncio.client.models")
+_EXPORT = re.compile(r"^from (kubernetes_asyncio\.client\.[\w.]+) import (\w+)\s*$", re.MULTILINE)
+
+
+class LazyPackage(types.ModuleType):
+    """A package whose exported names and submodules are imported on first use."""
+
+    def __init__(self, name: str, directory: Path, exports: dict[str, str]) -> None:
+        super().__init__(name)
+        self.__path__ = [str(directory)]
+        self.__file__ = str(directory / "__init__.py")
+        self.__package__ = name
+        self._lazy_exports = exports
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        module_name = self._lazy_exports.get(attribute)
+        try:
+            if module_name is not None:
+                value = getattr(importlib.import_module(module_name), attribute)
+            else:
+                value = importlib.import_module(f"{self.__name__}.{attribute}")
+        except ModuleNotFoundError as exc:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {attribute!r}") from exc
+        setattr(self, attribute, value)
+        return value
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(self._lazy_exports))
+
+
+def install() -> bool:
+    """Install the lazy packages; True when they are in place."""
+    if "kubernetes_asyncio" in sys.modules or any(name in sys.modules for name in _LAZY_PACKAGES):
+        return False
+    spec = importlib.util.find_spec("kubernetes_asyncio")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for name in _LAZY_PACKAGES:
+        directory = root.joinpath(*name.split(".")[1:])
+        source = (directory / "__init__.py").read_text(encoding="utf-8")
+        exports = {symbol: module for module, symbol in _EXPORT.findall(source)}
+        sys.modules[name] = LazyPackage(name, directory, exports)
+    return True

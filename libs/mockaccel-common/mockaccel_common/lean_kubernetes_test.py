@@ -1,0 +1,52 @@
+"""The lazy packages must behave like the eager ones; each check runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def run(code: str) -> str:
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_client_names_resolve_lazily_and_models_deserialize() -> None:
+    out = run(
+        """
+        import asyncio, sys
+        from mockaccel_common import lean_kubernetes
+        assert lean_kubernetes.install()
+        from kubernetes_asyncio import config
+        from kubernetes_asyncio.client import ApiClient, Configuration, ResourceV1Api
+        from kubernetes_asyncio.client.exceptions import ApiException
+        loaded = [m for m in sys.modules if m.startswith("kubernetes_asyncio.client.models.")]
+
+        async def deserialize():
+            async with ApiClient(Configuration()) as client:
+                return client._ApiClient__deserialize({"metadata": {"name": "n1"}}, "V1Node")
+
+        node = asyncio.run(deserialize())
+        print(len(loaded), type(node).__name__, node.metadata.name, ResourceV1Api.__name__)
+        """
+    )
+    loaded, kind, name, api = out.split()
+    assert int(loaded) < 50  # instead of all ~770
+    assert (kind, name, api) == ("V1Node", "n1", "ResourceV1Api")
+
+
+def test_install_is_a_no_op_once_imported() -> None:
+    out = run(
+        """
+        import kubernetes_asyncio.client
+        from mockaccel_common import lean_kubernetes
+        print(lean_kubernetes.install())
+        """
+    )
+    assert out.strip() == "False"
