@@ -13,6 +13,7 @@ Measures (goals from issue 4):
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -103,12 +104,17 @@ async def bench(plane: ControlPlane, work: Path) -> None:
             [sys.executable, "-m", "mockaccel_controller", "--node-name", small, "--sysfs-root", str(sim2.root),
              "--kubeconfig", str(plane.kubeconfig), "--require-agent", "false", "--resync-interval", str(RESYNC)],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env={"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
         try:
             assert proc.stdout is not None
-            while b'"ready"' not in proc.stdout.readline():
-                pass
+            seen: list[bytes] = []
+            while b'"ready"' not in (line := proc.stdout.readline()):
+                if not line:
+                    tail = b"".join(seen[-20:]).decode(errors="replace")
+                    raise SystemExit(f"the controller exited with {proc.wait()} before it was ready:\n{tail}")
+                seen.append(line)
             await asyncio.sleep(5 * RESYNC)  # idle: a few resyncs have run
             status = Path(f"/proc/{proc.pid}/status").read_text()
             rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
