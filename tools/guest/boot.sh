@@ -135,7 +135,7 @@ for share in "${virtfs[@]}"; do
 	tag=${share##*:}
 	[ -d "$dir" ] || die "--virtfs: no folder $dir"
 	args+=(-fsdev "local,id=fs$j,path=$dir,security_model=none"
-		-device "virtio-9p-pci,fsdev=fs$j,mount_tag=$tag")
+		-device "virtio-9p-pci,fsdev=fs$j,mount_tag=$tag,bus=pcie.0")
 	j=$((j + 1))
 done
 args+=("${extra[@]}")

@@ -30,6 +30,9 @@ qemu=$(step qemu)
 guest=$(step guest-kernel)
 wordlist=$(step wordlist)
 kubelet_client=$(step kubelet-client | tail -n 1)
+rootfs=$(step guest-rootfs)
+checkpatch=$(step checkpatch)
+step kmm-base-image >/dev/null
 
 value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1; }
 
@@ -46,6 +49,9 @@ export MOCKACCEL_GUEST_KDIR='$(value GUEST_KDIR "$guest")'
 export MOCKACCEL_GUEST_KVER='$(value GUEST_KVER "$guest")'
 export MOCKACCEL_WORDLIST='$(value WORDLIST "$wordlist")'
 export MOCKACCEL_KUBELET_CLIENT='$kubelet_client'
+export MOCKACCEL_GUEST_ROOTFS='$(value GUEST_ROOTFS "$rootfs")'
+export MOCKACCEL_GUEST_9P_MODULES='$(value GUEST_9P_MODULES "$rootfs")'
+export MOCKACCEL_CHECKPATCH='$(value CHECKPATCH "$checkpatch")'
 ENV
 mv "$tmp" "$env_file"
 printf '%s\n' "$env_file"

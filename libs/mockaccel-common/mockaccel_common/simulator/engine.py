@@ -45,9 +45,11 @@ class SimulatedNode:
         sim = cls(root, node)
         root.mkdir(parents=True, exist_ok=True)
         with sim._locked():
-            tree.materialise(root, node)
             if wordlist is not None:
                 shutil.copyfile(wordlist, root / WORDLIST_FILE)
+            # Like the driver, which loads the firmware once at probe.
+            words = sim._wordlist()
+            tree.materialise(root, node, len(words) if words else 0)
             tree.write_attribute(root / abi.SIM_MARKER, dumps_topology(Topology((node,))), 0o644)
         return sim
 
@@ -111,6 +113,8 @@ class SimulatedNode:
                 raise SysfsError(f"{device} has no attribute {attribute}", path=str(path), errno=errno.ENOENT)
             if not spec.mode & 0o200:
                 raise SysfsError(f"{attribute} is read-only", path=str(path), errno=errno.EACCES)
+            if name.vf_index is not None and attribute.startswith("passphrase"):
+                dev_dir = self._device_dir(name.physfn)  # a VF uses its PF's engine
             handler = getattr(self, f"_write_{attribute}")
             handler(dev_dir, name, text, str(path))
 
@@ -135,14 +139,23 @@ class SimulatedNode:
             for vf_index in range(current):
                 tree.remove_class_device(self.root, f"{pf.name}v{vf_index}")
         else:
+            words = int(self._read(dev_dir / "wordlist_words"))
             for vf_index in range(wanted):
-                tree.create_vf(self.root, pf, vf_index)
+                tree.create_vf(self.root, pf, vf_index, words)
         tree.write_attribute(dev_dir / "sriov_numvfs", abi.format_int(wanted), 0o644)
         tree.write_attribute(tree.pci_dir_of(self.root, pf) / "sriov_numvfs", abi.format_int(wanted), 0o644)
 
+    def _set_engine_attribute(self, pf_dir: Path, attribute: str, text: str, mode: int = 0o444) -> None:
+        """The PF's passphrase engine state, shown by the PF and each of its VFs."""
+        tree.write_attribute(pf_dir / attribute, text, mode)
+        prefix = pf_dir.name + "v"
+        for device in os.listdir(self.root / abi.CLASS_DIR):
+            if device.startswith(prefix):
+                tree.write_attribute(self.root / abi.CLASS_DIR / device / attribute, text, mode)
+
     def _write_passphrase_length(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         length = abi.parse_passphrase_length_write(text, path)
-        tree.write_attribute(dev_dir / "passphrase_length", abi.format_int(length), 0o644)
+        self._set_engine_attribute(dev_dir, "passphrase_length", abi.format_int(length), 0o644)
 
     def _wordlist(self) -> list[str] | None:
         try:
@@ -155,23 +168,25 @@ class SimulatedNode:
         abi.parse_trigger_write(text, path)
         words = self._wordlist()
         if words is None:
-            tree.write_attribute(dev_dir / "passphrase_status", "error\n")
+            self._set_engine_attribute(dev_dir, "passphrase_status", "error\n")
             return
         length = int(self._read(dev_dir / "passphrase_length"))
         phrase = " ".join(secrets.choice(words) for _ in range(length))
-        tree.write_attribute(dev_dir / "passphrase", phrase + "\n")
-        tree.write_attribute(dev_dir / "passphrase_count", abi.format_int(length))
-        tree.write_attribute(dev_dir / "passphrase_status", "ready\n")
+        self._set_engine_attribute(dev_dir, "passphrase", phrase + "\n")
+        self._set_engine_attribute(dev_dir, "passphrase_count", abi.format_int(length))
+        self._set_engine_attribute(dev_dir, "passphrase_status", "ready\n")
 
     def _write_load_wordlist(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
+        """Reload the one wordlist every function shares, as the driver does."""
         abi.parse_trigger_write(text, path)
         words = self._wordlist()
-        if words is None:
-            tree.write_attribute(dev_dir / "wordlist_loaded", "0\n")
-            tree.write_attribute(dev_dir / "wordlist_words", "0\n")
+        count = len(words) if words else 0
+        for device in os.listdir(self.root / abi.CLASS_DIR):
+            device_dir = self.root / abi.CLASS_DIR / device
+            tree.write_attribute(device_dir / "wordlist_loaded", "1\n" if count else "0\n")
+            tree.write_attribute(device_dir / "wordlist_words", abi.format_int(count))
+        if not count:
             raise SysfsError("firmware mock-accel-wordlist.txt not found", path=path, errno=errno.ENOENT)
-        tree.write_attribute(dev_dir / "wordlist_loaded", "1\n")
-        tree.write_attribute(dev_dir / "wordlist_words", abi.format_int(len(words)))
 
     # --- what the device or the platform does ------------------------------
 

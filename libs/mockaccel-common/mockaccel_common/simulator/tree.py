@@ -56,6 +56,15 @@ def pci_dir_of(root: Path, pf: PfSpec) -> Path:
     return root / "devices" / placement.pcie_root / str(port) / str(address)
 
 
+PASSPHRASE_ATTRIBUTES = (
+    "passphrase_length",
+    "passphrase_generate",
+    "passphrase_status",
+    "passphrase_count",
+    "passphrase",
+)
+
+
 def _class_attributes(
     *,
     kind: DeviceKind,
@@ -65,6 +74,7 @@ def _class_attributes(
     numa_node: int,
     pci_address: str,
     minor: int,
+    wordlist_words: int,
 ) -> dict[str, tuple[str, int]]:
     status = Status.READY
     attrs: dict[str, tuple[str, int]] = {
@@ -77,8 +87,8 @@ def _class_attributes(
         "pci_address": (pci_address + "\n", 0o444),
         "device_type": (f"{kind.value}\n", 0o444),
         "fw_version": (regmap_version(), 0o444),
-        "wordlist_loaded": ("0\n", 0o444),
-        "wordlist_words": ("0\n", 0o444),
+        "wordlist_loaded": ("1\n" if wordlist_words else "0\n", 0o444),
+        "wordlist_words": (abi.format_int(wordlist_words), 0o444),
         "load_wordlist": ("", 0o200),
         "passphrase_length": (abi.format_int(regmap.PASSPHRASE_DEFAULT_WORDS), 0o644),
         "passphrase_generate": ("", 0o200),
@@ -105,7 +115,7 @@ def _create_class_device(root: Path, dev_dir: Path, name: str, attrs: dict[str, 
     _symlink(os.path.relpath(dev_dir, class_dir), class_dir / name)
 
 
-def create_pf(root: Path, pf: PfSpec) -> None:
+def create_pf(root: Path, pf: PfSpec, wordlist_words: int = 0) -> None:
     pci_dir = pci_dir_of(root, pf)
     pci_dir.mkdir(parents=True, exist_ok=True)
     pci_attrs = {
@@ -126,13 +136,15 @@ def create_pf(root: Path, pf: PfSpec) -> None:
         numa_node=pf.numa_node,
         pci_address=str(pci_layout(pf).address),
         minor=pf.index * (regmap.MAX_VFS + 1),
+        wordlist_words=wordlist_words,
     )
     attrs["sriov_totalvfs"] = (abi.format_int(pf.total_vfs), 0o444)
     attrs["sriov_numvfs"] = ("0\n", 0o644)
     _create_class_device(root, pci_dir / abi.CLASS_NAME / pf.name, pf.name, attrs)
 
 
-def create_vf(root: Path, pf: PfSpec, vf_index: int) -> None:
+def create_vf(root: Path, pf: PfSpec, vf_index: int, wordlist_words: int = 0) -> None:
+    """A VF class device; like the driver's, its passphrase attributes show the PF's engine."""
     pci_dir = pci_dir_of(root, pf)
     name = f"{pf.name}v{vf_index}"
     numa = pf.numa_node
@@ -144,8 +156,12 @@ def create_vf(root: Path, pf: PfSpec, vf_index: int) -> None:
         numa_node=numa,
         pci_address=str(vf_pci_address(pci_layout(pf).address, vf_index)),
         minor=pf.index * (regmap.MAX_VFS + 1) + 1 + vf_index,
+        wordlist_words=wordlist_words,
     )
     attrs["vf_index"] = (abi.format_int(vf_index), 0o444)
+    pf_dir = pci_dir / abi.CLASS_NAME / pf.name
+    for attribute in PASSPHRASE_ATTRIBUTES:
+        attrs[attribute] = ((pf_dir / attribute).read_text(encoding="ascii"), attrs[attribute][1])
     dev_dir = pci_dir / abi.CLASS_NAME / name
     _create_class_device(root, dev_dir, name, attrs)
     _symlink(f"../{pf.name}", dev_dir / "physfn")
@@ -163,9 +179,12 @@ def remove_class_device(root: Path, name: str) -> None:
     target.rmdir()
 
 
-def materialise(root: Path, node: NodeSpec) -> None:
-    """Create the tree of ``node`` under ``root`` (which must not hold another node)."""
+def materialise(root: Path, node: NodeSpec, wordlist_words: int = 0) -> None:
+    """Create the tree of ``node`` under ``root`` (which must not hold another node).
+
+    ``wordlist_words``: the firmware the driver loaded at probe (0: none).
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / abi.CLASS_DIR).mkdir(parents=True, exist_ok=True)
     for pf in node.pfs:
-        create_pf(root, pf)
+        create_pf(root, pf, wordlist_words)

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mock-accel: PCI driver for the emulated mock-accel accelerator.
+ *
+ * Binds the PF (1de5:0001), checks the device's magic and ABI revision,
+ * and turns the PF and the VFs modelled in its BAR0 SR-IOV block into the
+ * class devices /sys/class/mock-accel/mockN[vM] and the character devices
+ * /dev/mockN[vM] (docs/abi.md section 5). QEMU hides the SR-IOV capability
+ * of vfio devices, so VFs are enabled through SRIOV_NUM_VFS in BAR0 and
+ * appear as class devices whose parent is the PF's PCI function.
+ *
+ * The register map and the ioctl ABI come from the generated
+ * mockaccel_regs.h only.
+ */
+
+#include <linux/interrupt.h>
+#include <linux/module.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+
+#include "mock-accel.h"
+
+#ifndef MOCK_ACCEL_VERSION
+#define MOCK_ACCEL_VERSION "0.0.0-dev"
+#endif
+
+static struct class mock_accel_class = {
+	.name = MOCK_ACCEL_NAME,
+};
+
+/*
+ * QEMU does not route INTx of devices behind a pxb-pcie expander (the NUMA
+ * topology of docs/abi.md section 6.1), so health is also polled.
+ */
+static unsigned int health_poll_ms = 500;
+module_param(health_poll_ms, uint, 0444);
+MODULE_PARM_DESC(health_poll_ms, "Health poll period in ms as a backstop for INTx (0: off)");
+
+struct mock_accel_driver mock_accel = {
+	.class = &mock_accel_class,
+	.minors = XARRAY_INIT(mock_accel.minors, 0),
+	.pf_ida = IDA_INIT(mock_accel.pf_ida),
+};
+
+static void mock_accel_read_uuid(struct mock_accel_pf *pf, u32 reg, uuid_t *uuid)
+{
+	u32 word;
+	int i;
+
+	/* Byte i of the canonical form is at reg + i; registers are little-endian. */
+	for (i = 0; i < UUID_SIZE; i++) {
+		if (i % 4 == 0)
+			word = mock_accel_read(pf, reg + i);
+		uuid->b[i] = word >> (8 * (i % 4));
+	}
+}
+
+static u64 mock_accel_read64(struct mock_accel_pf *pf, u32 lo_reg, u32 hi_reg)
+{
+	return (u64)mock_accel_read(pf, hi_reg) << 32 | mock_accel_read(pf, lo_reg);
+}
+
+static void mock_accel_fn_release(struct kref *ref)
+{
+	struct mock_accel_fn *fn = container_of(ref, struct mock_accel_fn, ref);
+
+	mutex_destroy(&fn->lock);
+	kfree(fn);
+}
+
+void mock_accel_fn_put(struct mock_accel_fn *fn)
+{
+	kref_put(&fn->ref, mock_accel_fn_release);
+}
+
+/* Create the class device, its /dev node and (for a VF) the physfn link. */
+static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 vf_index)
+{
+	struct pci_dev *pdev = pf->pdev;
+	struct mock_accel_fn *fn;
+	unsigned int fnum;
+	dev_t devt;
+	int ret;
+
+	fn = kzalloc(sizeof(*fn), GFP_KERNEL);
+	if (!fn)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&fn->ref);
+	mutex_init(&fn->lock);
+	fn->alive = true;
+	fn->pf = pf;
+	fn->vf_index = vf_index;
+	fn->minor = pf->index * MOCK_ACCEL_MINORS_PER_PF;
+
+	if (vf_index == MOCK_ACCEL_NO_VF) {
+		snprintf(fn->name, sizeof(fn->name), "mock%d", pf->index);
+		strscpy(fn->pci_address, pci_name(pdev), sizeof(fn->pci_address));
+		mock_accel_read_uuid(pf, MOCK_ACCEL_REG_UUID, &fn->uuid);
+		fn->memory_size = mock_accel_read64(pf, MOCK_ACCEL_REG_MEMORY_SIZE_LO,
+						    MOCK_ACCEL_REG_MEMORY_SIZE_HI);
+		fn->capabilities = mock_accel_read(pf, MOCK_ACCEL_REG_CAPABILITIES);
+		fn->status_reg = MOCK_ACCEL_REG_STATUS;
+	} else {
+		fn->minor += 1 + vf_index;
+		snprintf(fn->name, sizeof(fn->name), "mock%dv%u", pf->index, vf_index);
+		fnum = PCI_FUNC(pdev->devfn) + pf->vf_offset + vf_index * pf->vf_stride;
+		snprintf(fn->pci_address, sizeof(fn->pci_address), "%04x:%02x:%02x.%x",
+			 pci_domain_nr(pdev->bus), pdev->bus->number,
+			 PCI_SLOT(pdev->devfn), fnum);
+		mock_accel_read_uuid(pf, MOCK_ACCEL_REG_VF_UUID(vf_index), &fn->uuid);
+		fn->memory_size = pf->vf_memory;
+		fn->capabilities = pf->fn->capabilities & ~MOCK_ACCEL_CAP_SRIOV;
+		fn->status_reg = MOCK_ACCEL_REG_VF_STATUS(vf_index);
+	}
+	fn->unhealthy = mock_accel_read(pf, fn->status_reg) & MOCK_ACCEL_STATUS_UNHEALTHY;
+
+	devt = MKDEV(MAJOR(mock_accel.devt), fn->minor);
+	fn->dev = device_create_with_groups(mock_accel.class, &pdev->dev, devt, fn,
+					    mock_accel_fn_groups, "%s", fn->name);
+	if (IS_ERR(fn->dev)) {
+		ret = PTR_ERR(fn->dev);
+		dev_err(&pdev->dev, "cannot create class device %s: %d\n", fn->name, ret);
+		goto err_free;
+	}
+	if (vf_index != MOCK_ACCEL_NO_VF) {
+		ret = sysfs_create_link(&fn->dev->kobj, &pf->fn->dev->kobj, "physfn");
+		if (ret) {
+			dev_err(&pdev->dev, "cannot link %s to its PF: %d\n", fn->name, ret);
+			goto err_unregister;
+		}
+	}
+	ret = xa_insert(&mock_accel.minors, fn->minor, fn, GFP_KERNEL);
+	if (ret) {
+		dev_err(&pdev->dev, "minor %u of %s is taken: %d\n", fn->minor, fn->name, ret);
+		goto err_unlink;
+	}
+	return fn;
+
+err_unlink:
+	if (vf_index != MOCK_ACCEL_NO_VF)
+		sysfs_remove_link(&fn->dev->kobj, "physfn");
+err_unregister:
+	device_unregister(fn->dev);
+err_free:
+	mock_accel_fn_put(fn);
+	return ERR_PTR(ret);
+}
+
+/* The mirror of mock_accel_fn_create(); open files keep @fn until released. */
+static void mock_accel_fn_destroy(struct mock_accel_fn *fn)
+{
+	xa_erase(&mock_accel.minors, fn->minor);
+	if (mock_accel_is_vf(fn))
+		sysfs_remove_link(&fn->dev->kobj, "physfn");
+	/* Removes the sysfs files and waits for running callbacks. */
+	device_unregister(fn->dev);
+
+	mutex_lock(&fn->lock);
+	fn->alive = false;
+	fn->pf = NULL;
+	mutex_unlock(&fn->lock);
+	mock_accel_fn_put(fn);
+}
+
+/* Called with pf->sriov_lock held and no VF enabled. */
+static int mock_accel_vfs_enable(struct mock_accel_pf *pf, u16 count)
+{
+	struct mock_accel_fn *fn;
+	u32 enabled;
+	u16 m;
+
+	mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, count);
+	enabled = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS);
+	if (enabled != count) {
+		dev_err(&pf->pdev->dev, "device refused %u VFs: SRIOV_NUM_VFS reads %u\n",
+			count, enabled);
+		mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
+		return -EIO;
+	}
+	for (m = 0; m < count; m++) {
+		fn = mock_accel_fn_create(pf, m);
+		if (IS_ERR(fn))
+			goto err_unwind;
+		pf->vfs[m] = fn;
+		pf->num_vfs = m + 1;
+	}
+	dev_info(&pf->pdev->dev, "%s: enabled %u VFs\n", pf->fn->name, count);
+	return 0;
+
+err_unwind:
+	while (pf->num_vfs) {
+		pf->num_vfs--;
+		mock_accel_fn_destroy(pf->vfs[pf->num_vfs]);
+		pf->vfs[pf->num_vfs] = NULL;
+	}
+	mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
+	return PTR_ERR(fn);
+}
+
+/*
+ * Called with pf->sriov_lock held. Unless @force, refuse with -EBUSY while
+ * any VF is allocated. Each VF is marked dead under its own lock right after
+ * its check, so a racing status write cannot allocate it behind our back.
+ */
+static int mock_accel_vfs_disable(struct mock_accel_pf *pf, bool force)
+{
+	struct mock_accel_fn *fn;
+	u32 status;
+	u16 m;
+
+	for (m = 0; m < pf->num_vfs && !force; m++) {
+		fn = pf->vfs[m];
+		mutex_lock(&fn->lock);
+		status = mock_accel_read(pf, fn->status_reg);
+		if (status & MOCK_ACCEL_STATUS_ALLOCATED) {
+			mutex_unlock(&fn->lock);
+			dev_info(&pf->pdev->dev, "%s is allocated (status 0x%08x): VFs stay enabled\n",
+				 fn->name, status);
+			while (m--) {
+				mutex_lock(&pf->vfs[m]->lock);
+				pf->vfs[m]->alive = true;
+				mutex_unlock(&pf->vfs[m]->lock);
+			}
+			return -EBUSY;
+		}
+		fn->alive = false;
+		mutex_unlock(&fn->lock);
+	}
+	while (pf->num_vfs) {
+		pf->num_vfs--;
+		mock_accel_fn_destroy(pf->vfs[pf->num_vfs]);
+		pf->vfs[pf->num_vfs] = NULL;
+	}
+	mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
+	dev_info(&pf->pdev->dev, "%s: VFs disabled\n", pf->fn->name);
+	return 0;
+}
+
+/* sriov_numvfs writes, on the class device and on the PCI function. */
+int mock_accel_sriov_store(struct mock_accel_pf *pf, const char *buf)
+{
+	u16 count;
+	int ret;
+
+	ret = kstrtou16(buf, 0, &count);
+	if (ret)
+		return ret;
+	if (count > pf->total_vfs)
+		return -ERANGE;
+
+	mutex_lock(&pf->sriov_lock);
+	if (pf->removing)
+		ret = -ENODEV;
+	else if (count == pf->num_vfs)
+		ret = 0;
+	else if (count && pf->num_vfs)
+		ret = -EBUSY;
+	else if (count)
+		ret = mock_accel_vfs_enable(pf, count);
+	else
+		ret = mock_accel_vfs_disable(pf, false);
+	mutex_unlock(&pf->sriov_lock);
+	return ret;
+}
+
+static void mock_accel_health_check(struct mock_accel_fn *fn)
+{
+	u32 status = mock_accel_read(fn->pf, fn->status_reg);
+	bool unhealthy = status & MOCK_ACCEL_STATUS_UNHEALTHY;
+
+	if (unhealthy == fn->unhealthy)
+		return;
+	fn->unhealthy = unhealthy;
+	dev_info(fn->dev, "health: %s (status 0x%08x)\n",
+		 unhealthy ? "unhealthy" : "healthy", status);
+	sysfs_notify(&fn->dev->kobj, NULL, "status");
+	sysfs_notify(&fn->dev->kobj, NULL, "health");
+}
+
+/* INTx may be shared: claim it only if the device has a cause pending. */
+static irqreturn_t mock_accel_irq(int irq, void *data)
+{
+	struct mock_accel_pf *pf = data;
+	u32 pending = mock_accel_read(pf, MOCK_ACCEL_REG_IRQ_STATUS);
+
+	if (!pending || pending == ~0U)
+		return IRQ_NONE;
+	/* RW1C: writing the causes back deasserts the line. */
+	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_STATUS, pending);
+	return IRQ_WAKE_THREAD;
+}
+
+static void mock_accel_health_scan(struct mock_accel_pf *pf)
+{
+	u16 m;
+
+	mutex_lock(&pf->sriov_lock);
+	mock_accel_health_check(pf->fn);
+	for (m = 0; m < pf->num_vfs; m++)
+		mock_accel_health_check(pf->vfs[m]);
+	mutex_unlock(&pf->sriov_lock);
+}
+
+static irqreturn_t mock_accel_irq_thread(int irq, void *data)
+{
+	mock_accel_health_scan(data);
+	return IRQ_HANDLED;
+}
+
+static void mock_accel_health_poll(struct work_struct *work)
+{
+	struct mock_accel_pf *pf = container_of(to_delayed_work(work), struct mock_accel_pf,
+						health_poll);
+
+	mock_accel_health_scan(pf);
+	schedule_delayed_work(&pf->health_poll, msecs_to_jiffies(health_poll_ms));
+}
+
+static int mock_accel_irq_setup(struct mock_accel_pf *pf)
+{
+	struct pci_dev *pdev = pf->pdev;
+	int ret;
+
+	if (!pdev->irq) {
+		dev_warn(&pdev->dev, "no INTx line: health changes are not signalled\n");
+		return 0;
+	}
+	pci_intx(pdev, 1);
+	ret = request_threaded_irq(pdev->irq, mock_accel_irq, mock_accel_irq_thread,
+				   IRQF_SHARED, pf->fn->name, pf);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot request IRQ %d: %d\n", pdev->irq, ret);
+		return ret;
+	}
+	pf->irq = pdev->irq;
+	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, MOCK_ACCEL_IRQ_HEALTH);
+	return 0;
+}
+
+static void mock_accel_irq_teardown(struct mock_accel_pf *pf)
+{
+	if (!pf->irq)
+		return;
+	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, 0);
+	free_irq(pf->irq, pf);
+	pf->irq = 0;
+}
+
+static int mock_accel_check_identity(struct mock_accel_pf *pf)
+{
+	u32 id = mock_accel_read(pf, MOCK_ACCEL_REG_ID);
+	u32 rev = mock_accel_read(pf, MOCK_ACCEL_REG_REVISION);
+
+	if (id != MOCK_ACCEL_DEVICE_MAGIC ||
+	    MOCK_ACCEL_REVISION_MAJOR(rev) != MOCK_ACCEL_REVISION_MAJOR(MOCK_ACCEL_ABI_REVISION)) {
+		dev_err(&pf->pdev->dev,
+			"not a mock-accel ABI %u device: ID 0x%08x (want 0x%08x), REVISION 0x%08x (want 0x%08x)\n",
+			MOCK_ACCEL_REVISION_MAJOR(MOCK_ACCEL_ABI_REVISION), id,
+			MOCK_ACCEL_DEVICE_MAGIC, rev, MOCK_ACCEL_ABI_REVISION);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static void mock_accel_read_sriov(struct mock_accel_pf *pf)
+{
+	u32 total = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_TOTAL_VFS);
+	u32 leftover;
+
+	if (total > MOCK_ACCEL_MAX_VFS) {
+		dev_warn(&pf->pdev->dev, "SRIOV_TOTAL_VFS %u > %u: SR-IOV disabled\n",
+			 total, MOCK_ACCEL_MAX_VFS);
+		total = 0;
+	}
+	pf->total_vfs = total;
+	pf->vf_offset = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_VF_OFFSET);
+	pf->vf_stride = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_VF_STRIDE);
+	pf->vf_memory = mock_accel_read64(pf, MOCK_ACCEL_REG_SRIOV_VF_MEMORY_LO,
+					  MOCK_ACCEL_REG_SRIOV_VF_MEMORY_HI);
+	if (total && PCI_FUNC(pf->pdev->devfn) + pf->vf_offset +
+		     (total - 1) * pf->vf_stride > 7) {
+		dev_warn(&pf->pdev->dev, "VF offset %u stride %u exceed function 7: SR-IOV disabled\n",
+			 pf->vf_offset, pf->vf_stride);
+		pf->total_vfs = 0;
+	}
+
+	/* VFs left enabled by an earlier driver instance have no class devices. */
+	leftover = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS);
+	if (leftover) {
+		dev_info(&pf->pdev->dev, "disabling %u VFs left enabled\n", leftover);
+		mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
+	}
+}
+
+static int mock_accel_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct mock_accel_pf *pf;
+	struct mock_accel_fn *fn;
+	int ret;
+
+	ret = pcim_enable_device(pdev);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot enable device: %d\n", ret);
+		return ret;
+	}
+	ret = pcim_iomap_regions(pdev, BIT(0), MOCK_ACCEL_NAME);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot map BAR0: %d\n", ret);
+		return ret;
+	}
+	if (pci_resource_len(pdev, 0) < MOCK_ACCEL_BAR0_SIZE) {
+		dev_err(&pdev->dev, "BAR0 is %llu bytes, want %u\n",
+			(u64)pci_resource_len(pdev, 0), MOCK_ACCEL_BAR0_SIZE);
+		return -ENODEV;
+	}
+
+	pf = devm_kzalloc(&pdev->dev, sizeof(*pf), GFP_KERNEL);
+	if (!pf)
+		return -ENOMEM;
+	pf->pdev = pdev;
+	pf->bar = pcim_iomap_table(pdev)[0];
+	mutex_init(&pf->engine_lock);
+	mutex_init(&pf->sriov_lock);
+	pci_set_drvdata(pdev, pf);
+
+	ret = mock_accel_check_identity(pf);
+	if (ret)
+		return ret;
+	pf->fw_version = mock_accel_read(pf, MOCK_ACCEL_REG_FW_VERSION);
+	mock_accel_read_sriov(pf);
+
+	ret = ida_alloc_max(&mock_accel.pf_ida, MOCK_ACCEL_MAX_PFS - 1, GFP_KERNEL);
+	if (ret < 0) {
+		dev_err(&pdev->dev, "no PF number left (max %d): %d\n", MOCK_ACCEL_MAX_PFS, ret);
+		return ret;
+	}
+	pf->index = ret;
+
+	mock_accel_fw_request_once(&pdev->dev);
+
+	fn = mock_accel_fn_create(pf, MOCK_ACCEL_NO_VF);
+	if (IS_ERR(fn)) {
+		ret = PTR_ERR(fn);
+		goto err_ida;
+	}
+	pf->fn = fn;
+
+	ret = mock_accel_irq_setup(pf);
+	if (ret)
+		goto err_fn;
+	INIT_DELAYED_WORK(&pf->health_poll, mock_accel_health_poll);
+	if (health_poll_ms)
+		schedule_delayed_work(&pf->health_poll, msecs_to_jiffies(health_poll_ms));
+
+	dev_info(&pdev->dev, "%s: uuid %pUb, memory %llu, capabilities 0x%08x, %u VFs, NUMA node %d\n",
+		 fn->name, &fn->uuid, fn->memory_size, fn->capabilities, pf->total_vfs,
+		 dev_to_node(&pdev->dev));
+	return 0;
+
+err_fn:
+	mock_accel_fn_destroy(pf->fn);
+	pf->fn = NULL;
+err_ida:
+	ida_free(&mock_accel.pf_ida, pf->index);
+	return ret;
+}
+
+/* The mirror of probe, after the VFs (created last, at run time) are gone. */
+static void mock_accel_remove(struct pci_dev *pdev)
+{
+	struct mock_accel_pf *pf = pci_get_drvdata(pdev);
+
+	/*
+	 * The PF's class device (and its sriov_numvfs) lives until
+	 * mock_accel_fn_destroy() below: keep it from enabling VFs again.
+	 */
+	mutex_lock(&pf->sriov_lock);
+	pf->removing = true;
+	if (pf->num_vfs)
+		mock_accel_vfs_disable(pf, true);
+	mutex_unlock(&pf->sriov_lock);
+
+	cancel_delayed_work_sync(&pf->health_poll);
+	mock_accel_irq_teardown(pf);
+	mock_accel_fn_destroy(pf->fn);
+	pf->fn = NULL;
+	ida_free(&mock_accel.pf_ida, pf->index);
+	mutex_destroy(&pf->sriov_lock);
+	mutex_destroy(&pf->engine_lock);
+}
+
+static const struct pci_device_id mock_accel_ids[] = {
+	{ PCI_DEVICE(MOCK_ACCEL_PCI_VENDOR_ID, MOCK_ACCEL_PCI_DEVICE_ID_PF) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, mock_accel_ids);
+
+static struct pci_driver mock_accel_driver = {
+	.name = MOCK_ACCEL_NAME,
+	.id_table = mock_accel_ids,
+	.probe = mock_accel_probe,
+	.remove = mock_accel_remove,
+	.dev_groups = mock_accel_pci_groups,
+};
+
+static int __init mock_accel_init(void)
+{
+	int ret;
+
+	ret = alloc_chrdev_region(&mock_accel.devt, 0, MOCK_ACCEL_MINORS, MOCK_ACCEL_NAME);
+	if (ret)
+		return ret;
+	cdev_init(&mock_accel.cdev, &mock_accel_fops);
+	mock_accel.cdev.owner = THIS_MODULE;
+	ret = cdev_add(&mock_accel.cdev, mock_accel.devt, MOCK_ACCEL_MINORS);
+	if (ret)
+		goto err_region;
+	/* A static class registers the same way on every kernel; devtmpfs nodes default to 0600. */
+	ret = class_register(&mock_accel_class);
+	if (ret)
+		goto err_cdev;
+	ret = pci_register_driver(&mock_accel_driver);
+	if (ret)
+		goto err_class;
+	return 0;
+
+err_class:
+	class_unregister(&mock_accel_class);
+err_cdev:
+	cdev_del(&mock_accel.cdev);
+err_region:
+	unregister_chrdev_region(mock_accel.devt, MOCK_ACCEL_MINORS);
+	return ret;
+}
+
+static void __exit mock_accel_exit(void)
+{
+	pci_unregister_driver(&mock_accel_driver);
+	class_unregister(&mock_accel_class);
+	cdev_del(&mock_accel.cdev);
+	unregister_chrdev_region(mock_accel.devt, MOCK_ACCEL_MINORS);
+	mock_accel_fw_exit();
+	ida_destroy(&mock_accel.pf_ida);
+}
+
+module_init(mock_accel_init);
+module_exit(mock_accel_exit);
+
+MODULE_DESCRIPTION("Driver for the emulated mock-accel PCIe accelerator");
+MODULE_LICENSE("GPL");
+MODULE_VERSION(MOCK_ACCEL_VERSION);
+MODULE_FIRMWARE(MOCK_ACCEL_FIRMWARE_WORDLIST);

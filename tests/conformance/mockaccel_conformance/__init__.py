@@ -1,0 +1,1 @@
+"""One ABI conformance suite for the simulator's tree and the real driver's sysfs (docs/kernel-module.md)."""

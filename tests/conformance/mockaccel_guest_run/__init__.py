@@ -1,0 +1,1 @@
+"""Runs the conformance suite inside the emulated node (the guest half of the ABI check)."""
