@@ -11,6 +11,7 @@ a node that failed to come up, 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from mockaccel_common.errors import MockaccelError
 from mockaccel_common.simulator.topology import load_topology
-from mockaccel_node.module import build_module
+from mockaccel_node.module import MODULE_SOURCES, build_module
 from mockaccel_node.node import EmulatedNode, NodeError
 from mockaccel_node.settings import NodeSettings, PrerequisiteMissingError, Provisioned
 
@@ -31,19 +32,31 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--node", required=True)
     up.add_argument("--run-dir", type=Path, help="logs and initramfs (default: a new temp folder)")
     up.add_argument("--module", type=Path, help="a built mock-accel.ko (default: build it)")
+    up.add_argument(
+        "--module-source",
+        type=Path,
+        default=MODULE_SOURCES,
+        help="kernel-module/ of a checkout, to build from (tools/node passes it; a pex has no sources)",
+    )
     up.add_argument("--run", type=Path, help="shell script the guest runs after devices are ready")
     up.add_argument("--share", type=Path, help="host folder mounted at /mnt/share in the guest")
     up.add_argument("--timeout", type=float, default=0, help="stop the guest after this many seconds (0: never)")
     return parser
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM ends the node like Ctrl-C: the guest and every vfio-server are stopped."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         provisioned = Provisioned.from_env()
         node = load_topology(args.topology).node(args.node)
         run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix=f"mockaccel-node-{args.node}-"))
-        module = args.module or build_module(provisioned.kdir, run_dir / "build")
+        module = args.module or build_module(provisioned.kdir, run_dir / "build", args.module_source)
         settings = NodeSettings(
             node=node, run_dir=run_dir, module=module, provisioned=provisioned, share=args.share, run_script=args.run
         )
@@ -59,4 +72,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mockaccel-node: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("mockaccel-node: stopped", file=sys.stderr)
         return 130
