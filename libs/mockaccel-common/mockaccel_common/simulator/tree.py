@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from mockaccel_common import regmap
-from mockaccel_common.model import DeviceKind, vf_pci_address, vf_uuid
+from mockaccel_common.model import DeviceKind, format_version, vf_pci_address, vf_uuid
 from mockaccel_common.regmap import Capability, Status
 from mockaccel_common.simulator.topology import NodeSpec, PfSpec, pci_layout
 from mockaccel_common.sysfs import abi
@@ -86,7 +86,7 @@ def _class_attributes(
         "numa_node": (abi.format_int(numa_node), 0o444),
         "pci_address": (pci_address + "\n", 0o444),
         "device_type": (f"{kind.value}\n", 0o444),
-        "fw_version": (regmap_version(), 0o444),
+        "fw_version": (format_version(regmap.FW_VERSION) + "\n", 0o444),
         "wordlist_loaded": ("1\n" if wordlist_words else "0\n", 0o444),
         "wordlist_words": (abi.format_int(wordlist_words), 0o444),
         "load_wordlist": ("", 0o200),
@@ -98,11 +98,6 @@ def _class_attributes(
         "dev": (f"{CHAR_MAJOR}:{minor}\n", 0o444),
     }
     return attrs
-
-
-def regmap_version() -> str:
-    value = regmap.FW_VERSION
-    return f"{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}\n"
 
 
 def _create_class_device(root: Path, dev_dir: Path, name: str, attrs: dict[str, tuple[str, int]]) -> None:

@@ -42,8 +42,6 @@ class _Skip(SysfsError):
     """One device cannot be read; the message says why."""
 
 
-
-
 def class_dir(root: Path) -> Path:
     return root / abi.CLASS_DIR
 
