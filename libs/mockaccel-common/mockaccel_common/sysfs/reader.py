@@ -46,19 +46,28 @@ def class_dir(root: Path) -> Path:
     return root / abi.CLASS_DIR
 
 
-def _read(path: Path) -> str:
+def _read(path: str) -> str:
+    """One attribute, with plain os calls: a scan reads thousands of them."""
+    name = os.path.basename(path)
     try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
-        raise _Skip(f"missing attribute {path.name}") from exc
-    except UnicodeDecodeError as exc:
-        raise _Skip(f"attribute {path.name} is not ASCII") from exc
+        raise _Skip(f"missing attribute {name}") from exc
     except OSError as exc:
-        raise _Skip(f"cannot read {path.name}: {exc.strerror}") from exc
+        raise _Skip(f"cannot read {name}: {exc.strerror}") from exc
+    try:
+        data = os.read(fd, 4096)
+    except OSError as exc:
+        raise _Skip(f"cannot read {name}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _Skip(f"attribute {name} is not ASCII") from exc
 
 
-def _parse(path: Path, parser: Callable[[str], T]) -> T:
+def _parse(path: str, parser: Callable[[str], T]) -> T:
     text = _read(path)
     try:
         return parser(text)
@@ -66,9 +75,15 @@ def _parse(path: Path, parser: Callable[[str], T]) -> T:
         raise _Skip(str(exc)) from exc
 
 
-def pcie_root_of(resolved_pci_dir: Path) -> str | None:
+def _follow(link: str) -> str:
+    """Where a sysfs link points, resolved lexically (sysfs links are relative, and
+    their targets under /sys/devices are real directories)."""
+    return os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
+
+
+def pcie_root_of(resolved_pci_dir: str) -> str | None:
     """``pci0000:10`` for ``…/devices/pci0000:10/0000:10:00.0/0000:11:00.0``."""
-    parts = resolved_pci_dir.parts
+    parts = resolved_pci_dir.split(os.sep)
     for index, part in enumerate(parts[:-1]):
         if part == "devices" and parts[index + 1].startswith("pci"):
             return parts[index + 1]
@@ -81,50 +96,56 @@ def read_device(root: Path, name: str) -> Device:
         parsed_name = DeviceName.parse(name)
     except ValueError as exc:
         raise _Skip(str(exc)) from exc
-    dev_dir = class_dir(root) / name
-    if not dev_dir.is_dir():
-        raise _Skip("device directory vanished")
-    pci_link = dev_dir / "device"
+    entry = os.path.join(root, abi.CLASS_DIR, name)
     try:
-        pci_dir = Path(os.path.realpath(pci_link, strict=True))
+        dev_dir = _follow(entry) if os.path.islink(entry) else entry
+    except OSError as exc:
+        raise _Skip("device directory vanished") from exc
+    if not os.path.isdir(dev_dir):
+        raise _Skip("device directory vanished")
+    try:
+        pci_dir = _follow(os.path.join(dev_dir, "device"))
     except OSError as exc:
         raise _Skip("device link missing or dangling") from exc
-    numa = _parse(pci_dir / "numa_node", lambda t: abi.parse_signed(t, "numa_node"))
+    if not os.path.isdir(pci_dir):
+        raise _Skip("device link missing or dangling")
+
+    def attribute(attr: str) -> str:
+        return os.path.join(dev_dir, attr)
+
+    numa = _parse(os.path.join(pci_dir, "numa_node"), lambda t: abi.parse_signed(t, "numa_node"))
     kind = parsed_name.kind
     physfn: str | None = None
     vf_index: int | None = None
     total = num = 0
     if kind is DeviceKind.VF:
         try:
-            physfn = os.path.basename(os.readlink(dev_dir / "physfn"))
+            physfn = os.path.basename(os.readlink(attribute("physfn")))
         except OSError as exc:
             raise _Skip("VF without a physfn link") from exc
         if physfn != parsed_name.physfn:
             raise _Skip(f"physfn link names {physfn}, expected {parsed_name.physfn}")
         vf_index = parsed_name.vf_index
-        address_text = _read(dev_dir / "pci_address")
-        try:
-            address = PciAddress.parse(address_text)
-        except ValueError as exc:
-            raise _Skip(str(exc)) from exc
+        address = _parse(attribute("pci_address"), PciAddress.parse)
     else:
+        pci_name = os.path.basename(pci_dir)
         try:
-            address = PciAddress.parse(pci_dir.name)
+            address = PciAddress.parse(pci_name)
         except ValueError as exc:
-            raise _Skip(f"device link does not name a PCI function: {pci_dir.name}") from exc
-        total = _parse(dev_dir / "sriov_totalvfs", lambda t: abi.parse_u64(t, "sriov_totalvfs"))
-        num = _parse(dev_dir / "sriov_numvfs", lambda t: abi.parse_u64(t, "sriov_numvfs"))
+            raise _Skip(f"device link does not name a PCI function: {pci_name}") from exc
+        total = _parse(attribute("sriov_totalvfs"), lambda t: abi.parse_u64(t, "sriov_totalvfs"))
+        num = _parse(attribute("sriov_numvfs"), lambda t: abi.parse_u64(t, "sriov_numvfs"))
     return Device(
         name=name,
         kind=kind,
-        uuid=_parse(dev_dir / "uuid", abi.parse_uuid),
-        memory_size=_parse(dev_dir / "memory_size", lambda t: abi.parse_u64(t, "memory_size")),
-        capabilities=_parse(dev_dir / "capabilities", abi.parse_capabilities),
-        status=_parse(dev_dir / "status", abi.parse_status),
+        uuid=_parse(attribute("uuid"), abi.parse_uuid),
+        memory_size=_parse(attribute("memory_size"), lambda t: abi.parse_u64(t, "memory_size")),
+        capabilities=_parse(attribute("capabilities"), abi.parse_capabilities),
+        status=_parse(attribute("status"), abi.parse_status),
         numa_node=numa if numa >= 0 else None,
         pci_address=address,
         pcie_root=pcie_root_of(pci_dir),
-        fw_version=_parse(dev_dir / "fw_version", abi.parse_version),
+        fw_version=_parse(attribute("fw_version"), abi.parse_version),
         physfn=physfn,
         vf_index=vf_index,
         sriov_totalvfs=total,
