@@ -2,7 +2,10 @@
 
 Each component runs in its own session (process group), with stdout and stderr in a log
 file that is kept after the run. Stopping sends SIGTERM to the whole group and SIGKILL
-after a deadline, so no etcd or kube-* process outlives a test session.
+after a deadline, so no etcd or kube-* process outlives a test session. A session that
+is itself killed (SIGKILL, or a test runner cancelling it) runs no teardown, so every
+component is also started under ``setpriv --pdeathsig KILL``: the kernel kills it when
+the process that started it dies.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class ManagedProcess:
         self._log.write(f"# {' '.join(self.argv)}\n".encode())
         self._log.flush()
         self._popen = subprocess.Popen(
-            self.argv,
+            ["setpriv", "--pdeathsig", "KILL", "--", *self.argv],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
