@@ -20,11 +20,10 @@ import glob
 import json
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -34,7 +33,6 @@ from kubernetes_asyncio.client import (
     RbacAuthorizationV1Api,
     ResourceV1Api,
 )
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_common.sysfs.reader import scan_devices_sync
 from mockaccel_node_agent.adapters.kubelet_grpc import KubeletClient
@@ -42,27 +40,11 @@ from mockaccel_node_agent.domain.cdi_building import spec_file_name
 from mockaccel_node_agent.domain.claims import ClaimRef
 from mockaccel_node_agent.testbed import DRIVER, AgentDirs, agent_dirs, kubeconfig_for, simulated_node
 from mockaccel_testing import ControlPlane, create_node
+from mockaccel_testing.polling import wait_for
 from mockaccel_testing.service_process import service_process
 
 pytestmark = pytest.mark.asyncio
-T = TypeVar("T")
-DEADLINE = 60.0
 KUBELET_CLIENT_ENV = "MOCKACCEL_KUBELET_CLIENT"
-
-
-async def wait_for(what: str, fetch: Callable[[], Awaitable[T]], ok: Callable[[T], bool]) -> T:
-    deadline = time.monotonic() + DEADLINE
-    last: T | None = None
-    while time.monotonic() < deadline:
-        try:
-            last = await fetch()
-            if ok(last):
-                return last
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}; last seen: {last}")
 
 
 def kubelet_client_binary() -> Path:

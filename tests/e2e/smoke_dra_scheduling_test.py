@@ -8,41 +8,18 @@ because the pool is exhausted. This proves the control plane runs DRA end to end
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api, V1Namespace, V1ObjectMeta, V1Pod
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_testing import create_node
+from mockaccel_testing.polling import wait_for
 
 DRIVER = "mock-accel.example.com"
-DEADLINE = 60.0
-T = TypeVar("T")
 
 pytestmark = pytest.mark.asyncio
-
-
-async def wait_for(
-    what: str, fetch: Callable[[], Awaitable[T]], ok: Callable[[T], bool], within: float = DEADLINE
-) -> T:
-    """Poll `fetch` until `ok` holds; fail with the last value seen at the deadline."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        try:
-            last = await fetch()
-            if ok(last):
-                return last
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out after {within:.0f}s waiting for {what}; last seen: {getattr(last, 'status', last)}")
 
 
 def manifest(obj: dict[str, Any]) -> Any:

@@ -11,12 +11,12 @@ directly, so no shell tool has to be present where the node runs.
 from __future__ import annotations
 
 import gzip
-import io
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mockaccel_node.cpio import Cpio
 from mockaccel_node.plan import ROOTFS_TAG, SHARE_TAG
 
 BUSYBOX = Path("/bin/busybox")
@@ -96,30 +96,6 @@ class InitramfsSpec:
     run_script: Path | None = None
 
 
-class _Cpio:
-    """Just enough of the ``newc`` format for an initramfs."""
-
-    def __init__(self) -> None:
-        self._out = io.BytesIO()
-        self._ino = 1
-
-    def add(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        encoded = name.encode() + b"\0"
-        fields = (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
-        self._ino += 1
-        self._out.write(b"070701" + b"".join(b"%08x" % f for f in fields) + encoded)
-        self._pad()
-        self._out.write(data)
-        self._pad()
-
-    def _pad(self) -> None:
-        self._out.write(b"\0" * (-self._out.tell() % 4))
-
-    def finish(self) -> bytes:
-        self.add("TRAILER!!!", 0)
-        return self._out.getvalue()
-
-
 def init_script(pf_count: int) -> str:
     return (
         INIT.replace("@PFS@", str(pf_count))
@@ -133,7 +109,7 @@ def build_initramfs(out: Path, spec: InitramfsSpec) -> Path:
     if not BUSYBOX.is_file():
         raise FileNotFoundError(f"{BUSYBOX} is missing: run tools/provision/guest-kernel.sh (busybox-static)")
     applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
-    cpio = _Cpio()
+    cpio = Cpio()
     dirs = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "mnt", "modules", "lib")
     for directory in (*dirs, "lib/firmware"):
         cpio.add(directory, 0o040755)

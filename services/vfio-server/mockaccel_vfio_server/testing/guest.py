@@ -15,7 +15,6 @@ the control API while the guest polls for the effect.
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import subprocess
 import time
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from mockaccel_node.cpio import Cpio
 from mockaccel_vfio_server.testing.prereqs import PrerequisiteMissingError, require
 
 BUSYBOX = Path("/bin/busybox")
@@ -43,36 +43,12 @@ poweroff -f
 """
 
 
-class _Cpio:
-    """Just enough of the ``newc`` format for an initramfs."""
-
-    def __init__(self) -> None:
-        self._out = io.BytesIO()
-        self._ino = 1
-
-    def add(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
-        encoded = name.encode() + b"\0"
-        fields = (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
-        self._ino += 1
-        self._out.write(b"070701" + b"".join(b"%08x" % f for f in fields) + encoded)
-        self._pad()
-        self._out.write(data)
-        self._pad()
-
-    def _pad(self) -> None:
-        self._out.write(b"\0" * (-self._out.tell() % 4))
-
-    def finish(self) -> bytes:
-        self.add("TRAILER!!!", 0)
-        return self._out.getvalue()
-
-
 def build_initramfs(out: Path, test_script: str) -> Path:
     """A gzip'd cpio with static busybox, its applet links, /init and ``/test.sh``."""
     if not BUSYBOX.is_file():
         raise PrerequisiteMissingError(f"{BUSYBOX} is missing: apt-get install busybox-static")
     applets = subprocess.run([str(BUSYBOX), "--list-full"], capture_output=True, text=True, check=True).stdout.split()
-    cpio = _Cpio()
+    cpio = Cpio()
     for directory in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run"):
         cpio.add(directory, 0o040755)
     cpio.add("dev/console", 0o020600, rdev=(5, 1))
