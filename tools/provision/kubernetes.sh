@@ -22,7 +22,7 @@ set -euo pipefail
 K8S_DIR="$MOCKACCEL_CACHE/kubernetes/$K8S_VERSION"
 BIN_DIR="$K8S_DIR/bin"
 STAMP="$K8S_DIR/.complete-helm-$HELM_VERSION-etcd-$ETCD_VERSION"
-BINARIES=(kube-apiserver kube-scheduler kube-controller-manager kubectl etcd helm)
+BINARIES=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl etcd helm)
 
 all_present() {
 	local b
@@ -43,7 +43,7 @@ export GOMODCACHE="$MOCKACCEL_CACHE/go/mod" GOCACHE="$MOCKACCEL_CACHE/go/build"
 mkdir -p "$BIN_DIR" "$GOMODCACHE" "$GOCACHE"
 
 build_kubernetes() {
-	local cmds=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
+	local cmds=(kube-apiserver kube-scheduler kube-controller-manager kubelet kubectl)
 	local c need_build=0
 	for c in "${cmds[@]}"; do [ -x "$BIN_DIR/$c" ] || need_build=1; done
 	[ $need_build = 1 ] || return 0
