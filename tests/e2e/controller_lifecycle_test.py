@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
@@ -17,9 +19,12 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from structlog.testing import capture_logs
 
+from mockaccel_common.plugin_socket import dra_socket
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
-from mockaccel_controller.e2e_support import (
+from mockaccel_controller.settings import Settings
+from mockaccel_testing import ControlPlane, create_node
+from mockaccel_testing.controller import (
     PausableProxy,
     WriteCounter,
     controller_settings,
@@ -29,8 +34,6 @@ from mockaccel_controller.e2e_support import (
     running_controller,
     wait_until,
 )
-from mockaccel_controller.settings import Settings
-from mockaccel_testing import ControlPlane, create_node
 
 pytestmark = pytest.mark.asyncio
 TOPOLOGY = """
@@ -167,21 +170,27 @@ async def test_bad_sysfs_content_skips_the_device_and_the_loop_lives_on(kube: Ap
 async def test_slices_are_published_only_while_the_agent_serves(
     kube: ApiClient, node: NodeUnderTest, tmp_path: Path
 ) -> None:
-    sock = Path(f"/tmp/ctl-{uuid.uuid4().hex[:8]}.sock")  # AF_UNIX paths are short: no deep tmp_path
-    settings = node.settings("--require-agent", "true", "--agent-socket", str(sock), "--agent-check-interval", "0.2")
-    with capture_logs() as logs:
-        async with running_controller(settings):
-            paused = await logged(logs, "publishing_paused", node.name)
-            assert paused[0]["reason"] == "socket missing"
-            assert device_names(await list_slices(kube, node.name)) == {}
-            server = await asyncio.start_unix_server(lambda r, w: w.close(), path=str(sock))
-            try:
-                await published(kube, node.name, node.pools(BASE, NONE), within=5)
-                await logged(logs, "agent_serving", node.name)
-            finally:
-                server.close()
-                await server.wait_closed()
-                sock.unlink(missing_ok=True)
+    # The chart's agent serves dra-<pod UID>.sock; the controller knows only the shared plugin directory.
+    plugin_dir = Path(tempfile.mkdtemp(prefix="ctl-", dir="/tmp"))  # AF_UNIX paths are short: no deep tmp_path
+    sock = dra_socket(plugin_dir, str(uuid.uuid4()))
+    settings = node.settings(
+        "--require-agent", "true", "--plugin-dir", str(plugin_dir), "--agent-check-interval", "0.2"
+    )
+    try:
+        with capture_logs() as logs:
+            async with running_controller(settings):
+                paused = await logged(logs, "publishing_paused", node.name)
+                assert paused[0]["reason"] == "no DRA socket in the plugin directory"
+                assert device_names(await list_slices(kube, node.name)) == {}
+                server = await asyncio.start_unix_server(lambda r, w: w.close(), path=str(sock))
+                try:
+                    await published(kube, node.name, node.pools(BASE, NONE), within=5)
+                    await logged(logs, "agent_serving", node.name)
+                finally:
+                    server.close()
+                    await server.wait_closed()
+    finally:
+        shutil.rmtree(plugin_dir, ignore_errors=True)
 
 
 async def test_an_api_outage_is_ridden_out(kube: ApiClient, node: NodeUnderTest, control_plane: ControlPlane) -> None:

@@ -19,7 +19,8 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api, V1Nam
 
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import load_topology
-from mockaccel_controller.e2e_support import (
+from mockaccel_testing import ControlPlane, create_node
+from mockaccel_testing.controller import (
     DRIVER,
     apply_device_classes,
     controller_settings,
@@ -28,7 +29,6 @@ from mockaccel_controller.e2e_support import (
     running_controller,
     wait_until,
 )
-from mockaccel_testing import ControlPlane, create_node
 
 pytestmark = pytest.mark.asyncio
 GiB = 2**30
@@ -185,15 +185,20 @@ async def test_the_scheduler_allocates_through_each_device_class(kube: ApiClient
         c = await resource.read_namespaced_resource_claim(name, ns)
         return c.status.allocation.devices.results if c.status and c.status.allocation else None
 
+    async def bound_node(name: str) -> str | None:
+        pod = await core.read_namespaced_pod(name, ns)
+        return pod.spec.node_name if pod.spec else None
+
     nodes = set(two_nodes.nodes)
     by_case = {}
     for name in cases:
         results = await wait_until(f"claim {name} allocated", lambda name=name: allocated(name), 60)  # type: ignore[misc]
         assert {r.driver for r in results} == {DRIVER}
         by_case[name] = results
-        bound = await core.read_namespaced_pod(name, ns)
-        assert bound.spec.node_name in nodes
-        assert {r.pool.split("/")[0] for r in results} == {bound.spec.node_name}
+        # The scheduler writes the allocation before it binds the pod: wait on the binding itself.
+        node_name = await wait_until(f"pod {name} bound", lambda name=name: bound_node(name), 60)  # type: ignore[misc]
+        assert node_name in nodes
+        assert {r.pool.split("/")[0] for r in results} == {node_name}
     assert "v" not in by_case["pf"][0].device  # PFs are mockN, VFs mockNvM
     assert "v" in by_case["vf"][0].device
     numa = by_case["numa-pfs"]

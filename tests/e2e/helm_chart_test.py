@@ -62,6 +62,67 @@ def test_chart_env_names_are_settings(control_plane: ControlPlane, component: st
         assert env["POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
 
 
+def pod_spec(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    (daemonset,) = (
+        o for o in objects if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith(f"-{component}")
+    )
+    return dict(daemonset["spec"]["template"]["spec"])
+
+
+def host_path(spec: dict[str, Any], container_path: Path) -> Path:
+    """Where ``container_path`` inside the pod's container lives on the node (via its hostPath mounts)."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (container,) = spec["containers"]
+    best: tuple[int, Path] | None = None
+    for mount in container["volumeMounts"]:
+        mounted = Path(mount["mountPath"])
+        if container_path == mounted or mounted in container_path.parents:
+            source = Path(volumes[mount["name"]]["hostPath"]["path"]) / container_path.relative_to(mounted)
+            if best is None or len(mounted.parts) > best[0]:
+                best = (len(mounted.parts), source)
+    assert best is not None, f"{container_path} is not on any hostPath mount of {container['name']}"
+    return best[1]
+
+
+def settings_from(spec: dict[str, Any], settings: Any, **field_refs: str) -> Any:
+    """The Settings the container will load from its rendered env (fieldRefs filled in)."""
+    (container,) = spec["containers"]
+    environ = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            environ[entry["name"]] = str(entry["value"])
+        else:
+            environ[entry["name"]] = field_refs[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+    return settings.load([], environ)
+
+
+@pytest.mark.parametrize("values", [[], ["driverName=gpu.acme.example", "nodeAgent.kubeletDir=/data/kubelet"]],
+                         ids=["defaults", "custom-driver-and-kubelet-dir"])
+def test_the_controller_sees_the_sockets_the_agent_serves(control_plane: ControlPlane, values: list[str]) -> None:
+    """The node-side contract (docs/architecture.md): same plugin directory on the node for both pods."""
+    objects = render(control_plane, *values)
+    agent_spec, controller_spec = pod_spec(objects, "node-agent"), pod_spec(objects, "controller")
+    refs = {"spec.nodeName": "node-a", "metadata.uid": "0f1e2d3c-aaaa-bbbb-cccc-000000000001"}
+    agent = settings_from(agent_spec, NodeAgentSettings, **refs)
+    controller = settings_from(controller_spec, ControllerSettings, **refs)
+    kubelet_dir = Path(next((v.split("=", 1)[1] for v in values if v.startswith("nodeAgent.kubeletDir=")),
+                            "/var/lib/kubelet"))
+    # kubelet finds the registration socket and dials the DRA socket at these node paths.
+    assert host_path(agent_spec, agent.registration_socket).parent == kubelet_dir / "plugins_registry"
+    served = host_path(agent_spec, agent.dra_socket)
+    assert served.parent == kubelet_dir / "plugins" / agent.driver_name
+    assert served.name == f"dra-{refs['metadata.uid']}.sock"
+    # The controller looks for dra*.sock in its plugin_dir: the same node directory.
+    assert host_path(controller_spec, controller.plugin_dir) == served.parent
+    assert controller.require_agent
+    # Both read the node's sysfs; the agent writes CDI specs where the runtime reads them.
+    assert host_path(controller_spec, controller.sysfs_root) == Path("/sys")
+    # A privileged container's /sys is the node's own (CDI mounts name node paths, so they must agree).
+    assert agent.sysfs_root == Path("/sys")
+    assert agent_spec["containers"][0]["securityContext"]["privileged"]
+    assert host_path(agent_spec, agent.cdi_dir) == Path("/var/run/cdi")
+
+
 def test_custom_driver_name_reaches_services_and_classes(control_plane: ControlPlane) -> None:
     objects = render(control_plane, "driverName=gpu.acme.example")
     assert container_env(objects, "controller")["MOCKACCEL_DRIVER_NAME"]["value"] == "gpu.acme.example"

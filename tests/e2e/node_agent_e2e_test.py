@@ -35,11 +35,11 @@ from kubernetes_asyncio.client import (
 )
 
 from mockaccel_common.sysfs.reader import scan_devices_sync
-from mockaccel_node_agent.adapters.kubelet_grpc import KubeletClient
 from mockaccel_node_agent.domain.cdi_building import spec_file_name
 from mockaccel_node_agent.domain.claims import ClaimRef
-from mockaccel_node_agent.testbed import DRIVER, AgentDirs, agent_dirs, kubeconfig_for, simulated_node
 from mockaccel_testing import ControlPlane, create_node
+from mockaccel_testing.kubelet_client import KubeletClient
+from mockaccel_testing.node_agent import DRIVER, AgentDirs, agent_dirs, kubeconfig_for, simulated_node
 from mockaccel_testing.polling import wait_for
 from mockaccel_testing.service_process import service_process
 

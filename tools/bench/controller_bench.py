@@ -23,14 +23,14 @@ from pathlib import Path
 
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
-from mockaccel_controller.e2e_support import (
+from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
+from mockaccel_testing.controller import (
     WriteCounter,
     controller_settings,
     list_slices,
     running_controller,
     wait_until,
 )
-from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
 
 RESYNC = 0.5
 

@@ -9,4 +9,4 @@ cd "$root"
 env_file=$(tools/provision/all.sh)
 # shellcheck disable=SC1090
 . "$env_file"
-exec ./pants run services/node-agent/mockaccel_node_agent/bench.py "$@"
+exec ./pants run tools/bench/node_agent_bench.py "$@"

@@ -3,7 +3,7 @@
 
     tools/bench/vfio_register_reads.py [--reads N] [--devmem N] [--rounds R]
 
-One guest boot (tools/guest/boot.sh, TCG) with two vfio-user devices: our
+One guest boot (mockaccel_testing.guest, TCG) with three vfio-user devices: our
 server (the packaged pex, as deployed) and the C sample ``gpio-pci-idio-16``
 (the sample ``server`` does not work with this QEMU; ``null`` has no BAR).
 Inside the guest, ``guest_reader`` (tools/bench/guest_reader.c, built static
@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from mockaccel_testing.guest import GuestRun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,8 +126,8 @@ def main() -> int:
 
     prefix = Path(provisioned("libvfio-user.sh", "LIBVFIO_USER_PREFIX"))
     source = Path(provisioned("libvfio-user.sh", "LIBVFIO_USER_SRC"))
-    qemu = provisioned("qemu.sh", "QEMU")
-    kernel = provisioned("guest-kernel.sh", "GUEST_KERNEL")
+    os.environ.setdefault("MOCKACCEL_QEMU", provisioned("qemu.sh", "QEMU"))
+    os.environ.setdefault("MOCKACCEL_GUEST_KERNEL", provisioned("guest-kernel.sh", "GUEST_KERNEL"))
     pex = package_server()
 
     with tempfile.TemporaryDirectory(prefix="bench-", dir="/tmp") as tmp:
@@ -134,20 +136,13 @@ def main() -> int:
         reader_source = ROOT / "tools/bench/guest_reader.c"
         subprocess.run(["gcc", "-O2", "-static", "-o", str(reader), str(reader_source)], check=True)
         c_mem = build_c_mmio_variant(source, prefix, work)
-        script = work / "bench.sh"
-        script.write_text(
+        script = (
             GUEST_SCRIPT.replace("{reads}", str(args.reads))
             .replace("{rounds}", str(args.rounds))
             .replace("{devmem}", str(args.devmem))
         )
-        initrd = work / "initrd.cpio.gz"
-        subprocess.run(
-            [str(ROOT / "tools/guest/mkinitramfs.sh"), str(initrd), f"{reader}:/guest_reader", f"{script}:/test.sh"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
 
         ours_sock, c_sock, cmem_sock = work / "ours.sock", work / "c.sock", work / "cmem.sock"
-        log = work / "serial.log"
         env = {**os.environ, "MOCKACCEL_LIBVFIO_USER_PREFIX": str(prefix), "MOCKACCEL_LOG_LEVEL": "warning"}
         ours = subprocess.Popen([str(pex), "--total-vfs", "0", str(ours_sock)], env=env, stdout=subprocess.DEVNULL)
         c_server = subprocess.Popen([str(prefix / "bin/gpio-pci-idio-16"), str(c_sock)], stdout=subprocess.DEVNULL)
@@ -156,18 +151,17 @@ def main() -> int:
             wait_for_socket(ours_sock, ours)
             wait_for_socket(c_sock, c_server)
             wait_for_socket(cmem_sock, cmem_server)
-            boot = [str(ROOT / "tools/guest/boot.sh"), "--initrd", str(initrd), "--log", str(log),
-                    "--qemu", qemu, "--kernel", kernel]  # fmt: skip
-            for sock in (ours_sock, c_sock, cmem_sock):
-                boot += ["--device", str(sock)]
-            rc = subprocess.run(boot, stdout=subprocess.DEVNULL).returncode
+            sockets = [ours_sock, c_sock, cmem_sock]
+            files = {"guest_reader": (0o755, reader.read_bytes())}
+            with GuestRun(work, sockets, script, timeout=1800, files=files) as guest:
+                rc = guest.finish()
+                text = guest.text()
         finally:
             ours.send_signal(signal.SIGTERM)
             for c in (c_server, cmem_server):
                 c.kill()
                 c.wait(10)
             ours.wait(10)
-        text = log.read_text(errors="replace")
     if rc != 0:
         print(text[-3000:])
         return 1

@@ -13,14 +13,18 @@ restarts it, rather than it living on half-alive.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
 import uvloop
 
-from mockaccel_common.logging import get_logger
+from mockaccel_common import lean_kubernetes
+from mockaccel_common.errors import SettingsError
+from mockaccel_common.logging import configure_logging, get_logger
 
 StartFn = Callable[[AsyncExitStack, asyncio.TaskGroup], Awaitable[None]]
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -105,3 +109,26 @@ def run_main(name: str, main: Coroutine[Any, Any, None]) -> int:
             log.error("service_failed", error=repr(exc), exc_info=exc)
             return 1
     return 0
+
+
+def main(service: str, *, kubernetes: bool = False, argv: list[str] | None = None) -> int:
+    """Every service's entry point: load settings, configure logging, run ``<service>.app.run``.
+
+    Services share one layout, so the settings and the app are found by name
+    (``<service>.settings.Settings``, ``<service>.app.run``). A bad setting is
+    one line on stderr and exit 2, in every service, before any logging is
+    configured. ``kubernetes=True`` installs the lean kubernetes_asyncio loader
+    before the app (and so the client library) is imported.
+    """
+    if kubernetes:
+        lean_kubernetes.install()
+    prog = service.replace("_", "-")
+    settings_cls = importlib.import_module(f"{service}.settings").Settings
+    try:
+        settings = settings_cls.load(argv)
+    except SettingsError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    app = importlib.import_module(f"{service}.app")
+    return run_main(service, app.run(settings))

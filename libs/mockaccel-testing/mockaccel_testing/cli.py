@@ -21,7 +21,8 @@ from pathlib import Path
 from mockaccel_testing.binaries import KubeBinaries
 from mockaccel_testing.control_plane import ControlPlane, ControlPlaneStartError
 from mockaccel_testing.processes import stop_group
-from mockaccel_testing.settings import Settings, child_environment
+from mockaccel_testing.service_process import python_env
+from mockaccel_testing.settings import Settings
 
 STATE_FILE = "cluster.json"
 PID_FILE = "serve.pid"
@@ -69,7 +70,7 @@ def _up(settings: Settings, state: Path) -> int:
         serve = subprocess.Popen(
             [sys.executable, "-m", "mockaccel_testing.cli", "--state-dir", str(state), "serve"],
             stdin=subprocess.DEVNULL,
-            env=child_environment(sys.path),
+            env=python_env(inherit=True),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

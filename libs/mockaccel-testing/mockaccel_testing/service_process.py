@@ -96,11 +96,24 @@ class ServiceProcess:
         return code, elapsed
 
 
+def python_env(extra: Mapping[str, str] | None = None, *, inherit: bool = False) -> dict[str, str]:
+    """Environment of a child interpreter that imports our packages.
+
+    A pex or Pants sandbox puts them on sys.path, not in site-packages, so the
+    child gets our import path as PYTHONPATH. Without ``inherit`` it sees only
+    PATH, that and ``extra``, so a test states everything the service reads.
+    """
+    env = dict(os.environ) if inherit else {"PATH": os.environ.get("PATH", "")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.update(extra or {})
+    return env
+
+
 @contextmanager
 def service_process(
     module: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> Iterator[ServiceProcess]:
-    # The child sees only what the test passes, plus our own import path.
+    """``python -m module args`` with ``env`` (and our import path) as its whole environment."""
     child_env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     child_env.update(env or {})
     process = subprocess.Popen(

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mockaccel_testing.prereqs import cache_root, lookup
+
 KUBE_BIN_ENV = "MOCKACCEL_KUBE_BIN"
 WORK_DIR_ENV = "MOCKACCEL_CONTROL_PLANE_DIR"
 START_TIMEOUT_ENV = "MOCKACCEL_CONTROL_PLANE_START_TIMEOUT"
 APISERVER_EXTRA_ARGS_ENV = "MOCKACCEL_APISERVER_EXTRA_ARGS"
-CACHE_ENV = "MOCKACCEL_CACHE"
 
 DEFAULT_START_TIMEOUT = 180.0
 
@@ -44,28 +45,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         timeout = env.get(START_TIMEOUT_ENV, "")
-        cache = env.get(CACHE_ENV) or _default_cache(env)
+        kube_bin = lookup(KUBE_BIN_ENV, env)
         return cls(
-            kube_bin=Path(env[KUBE_BIN_ENV]) if env.get(KUBE_BIN_ENV) else None,
+            kube_bin=Path(kube_bin) if kube_bin else None,
             work_dir=Path(env[WORK_DIR_ENV]) if env.get(WORK_DIR_ENV) else None,
             start_timeout=float(timeout) if timeout else DEFAULT_START_TIMEOUT,
             apiserver_extra_args=tuple(shlex.split(env.get(APISERVER_EXTRA_ARGS_ENV, ""))),
-            cache_dir=Path(cache) if cache else None,
+            cache_dir=cache_root(env),
         )
-
-
-def _default_cache(env: Mapping[str, str]) -> str | None:
-    """Mirror tools/lib/common.sh: ${XDG_CACHE_HOME:-$HOME/.cache}/mock-accel."""
-    base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache") if env.get("HOME") else None)
-    return str(Path(base) / "mock-accel") if base else None
-
-
-def child_environment(import_path: list[str]) -> dict[str, str]:
-    """This process's environment plus PYTHONPATH, for children that import our packages.
-
-    A pex or Pants sandbox puts the packages on sys.path, not in site-packages,
-    so a child interpreter needs them spelled out.
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in import_path if p)
-    return env

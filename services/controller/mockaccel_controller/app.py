@@ -17,14 +17,20 @@ from typing import Any
 
 from structlog.contextvars import bound_contextvars
 
+from mockaccel_common.kube import api_client
 from mockaccel_common.logging import get_logger
 from mockaccel_common.runner import run_service
-from mockaccel_common.sysfs.reader import class_dir
+from mockaccel_common.sysfs.watcher import SysfsWatcher
 from mockaccel_controller.adapters.agent import agent_serving
-from mockaccel_controller.adapters.inotify import SysfsWatcher
-from mockaccel_controller.adapters.k8s import KubeApi
-from mockaccel_controller.backoff import Backoff
-from mockaccel_controller.errors import ApiUnavailableError, ConflictError, NodeMissingError, RetryableError
+from mockaccel_controller.adapters.k8s import USER_AGENT, KubeApi
+from mockaccel_controller.domain.backoff import Backoff
+from mockaccel_controller.errors import (
+    ApiRefusedError,
+    ApiUnavailableError,
+    ConflictError,
+    NodeMissingError,
+    RetryableError,
+)
 from mockaccel_controller.publishing import Publisher
 from mockaccel_controller.settings import Settings
 
@@ -55,12 +61,12 @@ class Controller:
     async def _agent_ready(self) -> bool:
         if not self.settings.require_agent:
             return True
-        problem = await agent_serving(self.settings.agent_socket)
+        problem = await agent_serving(self.settings.plugin_dir)
         if problem != self._agent_problem:
             if problem is None:
-                self.log.info("agent_serving", socket=str(self.settings.agent_socket))
+                self.log.info("agent_serving", plugin_dir=str(self.settings.plugin_dir))
             else:
-                self.log.warning("publishing_paused", reason=problem, socket=str(self.settings.agent_socket))
+                self.log.warning("publishing_paused", reason=problem, plugin_dir=str(self.settings.plugin_dir))
         self._agent_problem = problem
         return problem is None
 
@@ -123,7 +129,7 @@ class Controller:
         """Request a pass when the node agent starts or stops serving."""
         serving = False
         while True:
-            now = await agent_serving(self.settings.agent_socket) is None
+            now = await agent_serving(self.settings.plugin_dir) is None
             if now != serving:
                 serving = now
                 self.request("agent_serving" if now else "agent_gone")
@@ -144,6 +150,8 @@ class Controller:
 
 
 def _event_of(exc: RetryableError) -> str:
+    if isinstance(exc, ApiRefusedError):
+        return "api_refused"
     if isinstance(exc, ApiUnavailableError):
         return "api_unavailable"
     if isinstance(exc, NodeMissingError):
@@ -155,18 +163,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     log = get_logger(SERVICE).bind(node=settings.node_name)
 
     async def start(stack: AsyncExitStack, group: asyncio.TaskGroup) -> None:
-        api = await KubeApi.connect(
-            settings.kubeconfig,
-            node=settings.node_name,
-            driver=settings.driver_name,
-            request_timeout=settings.request_timeout,
+        client = await stack.enter_async_context(api_client(settings.kubeconfig, user_agent=USER_AGENT))
+        api = KubeApi(
+            client, node=settings.node_name, driver=settings.driver_name, request_timeout=settings.request_timeout
         )
-        stack.push_async_callback(api.close)
         controller = Controller(settings, api, log)
         if settings.remove_on_shutdown:
             stack.push_async_callback(controller.remove_slices)  # runs before api.close (LIFO)
         try:
-            watcher = SysfsWatcher(settings.sysfs_root, class_dir(settings.sysfs_root), controller.request)
+            watcher = SysfsWatcher(settings.sysfs_root, controller.request)
             watcher.start()
             stack.callback(watcher.close)
         except OSError as exc:

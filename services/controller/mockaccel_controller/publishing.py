@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from mockaccel_common.sysfs.reader import ScanResult, scan_devices
-from mockaccel_controller import reconcile
 from mockaccel_controller.adapters.k8s import KubeApi, Owner
-from mockaccel_controller.reconcile import Create, Delete, Plan, Update
+from mockaccel_controller.domain import reconcile
+from mockaccel_controller.domain.reconcile import Create, Delete, Plan, Update
+from mockaccel_controller.domain.slices import desired_state
 from mockaccel_controller.settings import Settings
-from mockaccel_controller.slices import desired_state
 
 OWN_VERSIONS_KEPT = 512
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mockaccel_common.errors import SettingsError
+from mockaccel_common.plugin_socket import DEFAULT_DRIVER, DEFAULT_PLUGIN_DIR
 from mockaccel_common.settings import BaseSettings, setting
 
 API_VERSIONS = ("", "v1", "v1beta2", "v1beta1")
@@ -16,7 +17,7 @@ class Settings(BaseSettings):
     """mock-accel controller: keeps this node's ResourceSlices equal to its devices."""
 
     node_name: str = setting("", env="NODE_NAME", help="Kubernetes node this instance serves (fieldRef spec.nodeName).")
-    driver_name: str = setting("mock-accel.example.com", env="MOCKACCEL_DRIVER_NAME", help="DRA driver name.")
+    driver_name: str = setting(DEFAULT_DRIVER, env="MOCKACCEL_DRIVER_NAME", help="DRA driver name.")
     sysfs_root: Path = setting(Path("/sys"), env="MOCKACCEL_SYSFS_ROOT", help="Root of the sysfs tree to scan.")
     resync_interval: float = setting(
         300.0, env="MOCKACCEL_RESYNC_INTERVAL", help="Full rescan period, a safety net behind events.", unit="s"
@@ -41,10 +42,11 @@ class Settings(BaseSettings):
     retry_max_delay: float = setting(
         30.0, env="MOCKACCEL_RETRY_MAX_DELAY", help="Longest wait between API retries.", unit="s"
     )
-    agent_socket: Path = setting(
-        Path("/var/lib/kubelet/plugins/mock-accel.example.com/dra.sock"),
-        env="MOCKACCEL_AGENT_SOCKET",
-        help="The node agent's DRA socket; slices are published only while it accepts connections.",
+    plugin_dir: Path = setting(
+        DEFAULT_PLUGIN_DIR,
+        env="MOCKACCEL_PLUGIN_DIR",
+        help="The node agent's plugin directory (shared with it); slices are published only while a DRA socket "
+        "there accepts connections.",
     )
     require_agent: bool = setting(
         True, env="MOCKACCEL_REQUIRE_AGENT", help="Publish only while the node agent serves (false: standalone)."

@@ -1,18 +1,8 @@
+"""``python -m mockaccel_node_agent --help``: the service's entry point (also the pex's)."""
+
 import sys
 
-from mockaccel_common import lean_kubernetes
-from mockaccel_common.logging import configure_logging
-from mockaccel_common.runner import run_main
+from mockaccel_common.runner import main
 
-
-def main() -> int:
-    lean_kubernetes.install()  # before the first kubernetes_asyncio import
-    from mockaccel_node_agent import app
-    from mockaccel_node_agent.settings import Settings
-
-    settings = Settings.load()
-    configure_logging(settings.log_level, settings.log_format)
-    return run_main("mockaccel_node_agent", app.run(settings))
-
-
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main("mockaccel_node_agent", kubernetes=True))

@@ -17,9 +17,12 @@ from pathlib import Path
 
 from grpclib.server import Server
 
+from mockaccel_common.kube import api_client
 from mockaccel_common.logging import get_logger
 from mockaccel_common.runner import run_service
-from mockaccel_node_agent.adapters.k8s import ClaimReader, api_client
+from mockaccel_node_agent.adapters.faults import FaultPoints
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.k8s import ClaimReader
 from mockaccel_node_agent.adapters.kubelet_grpc import (
     Claims,
     PluginInfo,
@@ -29,17 +32,14 @@ from mockaccel_node_agent.adapters.kubelet_grpc import (
     start_unix_server,
     supported_versions,
 )
-from mockaccel_node_agent.faults import FaultPoints
+from mockaccel_node_agent.adapters.metrics import Metrics
+from mockaccel_node_agent.adapters.probes import start_liveness, start_metrics
+from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
 from mockaccel_node_agent.health_feed import HealthFeed
-from mockaccel_node_agent.host import Host
-from mockaccel_node_agent.metrics import Metrics
 from mockaccel_node_agent.preparing import Preparer
-from mockaccel_node_agent.probes import start_liveness, start_metrics
 from mockaccel_node_agent.reconciling import reconcile
 from mockaccel_node_agent.registration import RegistrationState
 from mockaccel_node_agent.settings import Settings
-from mockaccel_node_agent.state import CheckpointStore, SerialLock
-from mockaccel_node_agent.watching import AttributeWatcher
 
 log = get_logger("mockaccel_node_agent")
 
@@ -75,7 +75,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         checkpoint, _ = await reconcile(host, store, lock)
         metrics.prepared_claims.set(len(checkpoint.claims))
 
-        api = await stack.enter_async_context(api_client(settings.kubeconfig))
+        api = await stack.enter_async_context(api_client(settings.kubeconfig, user_agent="mockaccel-node-agent"))
         preparer = Preparer(
             driver=settings.driver_name,
             node=settings.node_name,
@@ -92,7 +92,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if settings.health_stream:
             feed = HealthFeed(settings.node_name, host, metrics)
             await feed.refresh()
-            group.create_task(feed.run(AttributeWatcher(settings.sysfs_root)), name="health-feed")
+            group.create_task(feed.run(settings.sysfs_root), name="health-feed")
             health_service = ResourceHealthService(feed.subscribe, timeout_seconds=settings.health_check_timeout)
 
         claims = Claims(preparer.prepare, preparer.unprepare)

@@ -6,7 +6,7 @@ from pathlib import Path
 from mockaccel_node_agent.conftest import NODE
 from mockaccel_node_agent.domain import checkpoint as codec
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
-from mockaccel_node_agent.testbed import AgentDirs, kubeconfig_for
+from mockaccel_testing.node_agent import AgentDirs, kubeconfig_for
 from mockaccel_testing.service_process import service_process
 
 

@@ -9,7 +9,7 @@ import pytest
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_node_agent.domain.claims import ClaimAllocation, ClaimRef
 from mockaccel_node_agent.errors import ApiUnavailableError, ClaimNotFoundError
-from mockaccel_node_agent.testbed import AgentDirs, agent_dirs, simulated_node
+from mockaccel_testing.node_agent import AgentDirs, agent_dirs, simulated_node
 
 NODE = "n1"
 

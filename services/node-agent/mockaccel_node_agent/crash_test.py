@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager, contextmanager
 import pytest
 import pytest_asyncio
 
-from mockaccel_node_agent.adapters.kubelet_grpc import KubeletClient
+from mockaccel_node_agent.adapters.faults import POINTS
 from mockaccel_node_agent.conftest import NODE
 from mockaccel_node_agent.domain.cdi_building import spec_file_name
 from mockaccel_node_agent.domain.claims import ClaimRef
-from mockaccel_node_agent.faults import POINTS
-from mockaccel_node_agent.testbed import DRIVER, AgentDirs, FakeApiServer, claim_object, kubeconfig_for
+from mockaccel_testing.kubelet_client import KubeletClient
+from mockaccel_testing.node_agent import DRIVER, AgentDirs, FakeApiServer, claim_object, kubeconfig_for
 from mockaccel_testing.service_process import ServiceProcess, service_process
 
 pytestmark = pytest.mark.asyncio

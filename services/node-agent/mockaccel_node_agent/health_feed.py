@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from mockaccel_common.logging import get_logger
+from mockaccel_common.sysfs.watcher import SysfsWatcher
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.metrics import Metrics
 from mockaccel_node_agent.domain.health import DeviceHealth, health_list
-from mockaccel_node_agent.host import Host
-from mockaccel_node_agent.metrics import Metrics
-from mockaccel_node_agent.watching import AttributeWatcher
 
 log = get_logger("mockaccel_node_agent.health")
+
+WATCHED_ATTRIBUTES = ("health", "status")
+RESCAN_INTERVAL_S = 30.0
 
 
 class HealthFeed:
@@ -44,11 +49,25 @@ class HealthFeed:
         )
         return True
 
-    async def run(self, watcher: AttributeWatcher) -> None:
-        """Refresh on every change event, forever."""
-        await self.refresh()
-        async for _ in watcher.changes():
+    async def run(self, sysfs_root: Path, *, rescan_interval: float = RESCAN_INTERVAL_S) -> None:
+        """Refresh on every ``health``/``status`` change, and every ``rescan_interval`` seconds, forever.
+
+        The rescan finds devices that appeared or vanished on real sysfs, where
+        inotify reports attribute notifications but not class devices.
+        """
+        woken = asyncio.Event()
+        watcher = SysfsWatcher(sysfs_root, lambda _reason: woken.set(), attributes=WATCHED_ATTRIBUTES)
+        watcher.start()
+        try:
+            log.info("watching_attributes", devices=len(watcher.watched_devices))
             await self.refresh()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), rescan_interval)
+                woken.clear()
+                await self.refresh()
+        finally:
+            watcher.close()
 
     async def subscribe(self) -> AsyncIterator[tuple[DeviceHealth, ...]]:
         """The current list at once, then every new one; a slow reader skips to the newest."""

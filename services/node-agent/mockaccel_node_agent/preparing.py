@@ -25,6 +25,10 @@ from structlog.contextvars import bound_contextvars
 
 from mockaccel_common.logging import get_logger
 from mockaccel_common.model import pool_name
+from mockaccel_node_agent.adapters.faults import FaultPoints
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.metrics import Metrics
+from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, cdi_device_id
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
 from mockaccel_node_agent.domain.claims import (
@@ -39,10 +43,6 @@ from mockaccel_node_agent.domain.claims import (
     wanted_devices,
 )
 from mockaccel_node_agent.errors import DeviceUnavailableError, NodeAgentError
-from mockaccel_node_agent.faults import FaultPoints
-from mockaccel_node_agent.host import Host
-from mockaccel_node_agent.metrics import Metrics
-from mockaccel_node_agent.state import CheckpointStore, SerialLock
 
 log = get_logger("mockaccel_node_agent.preparing")
 T = TypeVar("T")

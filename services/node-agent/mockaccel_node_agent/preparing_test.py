@@ -10,14 +10,14 @@ import pytest
 
 from mockaccel_common.errors import SysfsError
 from mockaccel_common.simulator.engine import SimulatedNode
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.metrics import Metrics
+from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
 from mockaccel_node_agent.conftest import NODE, StaticClaims
 from mockaccel_node_agent.domain.cdi_building import spec_file_name
 from mockaccel_node_agent.domain.claims import AllocationResult, ClaimAllocation, ClaimRef
-from mockaccel_node_agent.host import Host
-from mockaccel_node_agent.metrics import Metrics
 from mockaccel_node_agent.preparing import Preparer
-from mockaccel_node_agent.state import CheckpointStore, SerialLock
-from mockaccel_node_agent.testbed import DRIVER, AgentDirs
+from mockaccel_testing.node_agent import DRIVER, AgentDirs
 
 pytestmark = pytest.mark.asyncio
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from mockaccel_common.cdi import to_document
 from mockaccel_common.logging import get_logger
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, claim_spec
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
 from mockaccel_node_agent.errors import DeviceUnavailableError
-from mockaccel_node_agent.host import Host
-from mockaccel_node_agent.state import CheckpointStore, SerialLock
 
 log = get_logger("mockaccel_node_agent.reconciling")
 

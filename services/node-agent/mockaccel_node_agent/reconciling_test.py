@@ -7,16 +7,16 @@ import asyncio
 import pytest
 
 from mockaccel_common.simulator.engine import SimulatedNode
+from mockaccel_node_agent.adapters.host import Host
+from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
 from mockaccel_node_agent.conftest import NODE
 from mockaccel_node_agent.domain import checkpoint as codec
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, spec_file_name
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
 from mockaccel_node_agent.domain.claims import ClaimRef, PreparedClaim, PreparedDevice
 from mockaccel_node_agent.errors import CheckpointCorruptError
-from mockaccel_node_agent.host import Host
 from mockaccel_node_agent.reconciling import reconcile
-from mockaccel_node_agent.state import CheckpointStore, SerialLock
-from mockaccel_node_agent.testbed import AgentDirs
+from mockaccel_testing.node_agent import AgentDirs
 
 pytestmark = pytest.mark.asyncio
 

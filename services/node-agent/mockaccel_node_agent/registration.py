@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mockaccel_common.logging import get_logger
-from mockaccel_node_agent.metrics import Metrics
+from mockaccel_node_agent.adapters.metrics import Metrics
 
 log = get_logger("mockaccel_node_agent.registration")
 

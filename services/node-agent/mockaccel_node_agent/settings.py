@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mockaccel_common.errors import SettingsError
+from mockaccel_common.plugin_socket import DEFAULT_DRIVER, DEFAULT_PLUGIN_DIR, dra_socket
 from mockaccel_common.settings import BaseSettings, setting
-from mockaccel_node_agent.faults import POINTS
+from mockaccel_node_agent.adapters.faults import POINTS
 
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
@@ -23,15 +24,15 @@ class Settings(BaseSettings):
         env="POD_UID",
         help="Own pod UID (fieldRef metadata.uid); enables per-pod socket names for rolling updates (kubelet >= 1.33).",
     )
-    driver_name: str = setting("mock-accel.example.com", env="MOCKACCEL_DRIVER_NAME", help="DRA driver name.")
+    driver_name: str = setting(DEFAULT_DRIVER, env="MOCKACCEL_DRIVER_NAME", help="DRA driver name.")
     sysfs_root: Path = setting(Path("/sys"), env="MOCKACCEL_SYSFS_ROOT", help="Root of the sysfs tree.")
     registry_dir: Path = setting(
         Path("/var/lib/kubelet/plugins_registry"), env="MOCKACCEL_REGISTRY_DIR", help="kubelet plugin registry."
     )
     plugin_dir: Path = setting(
-        Path("/var/lib/kubelet/plugins/mock-accel.example.com"),
+        DEFAULT_PLUGIN_DIR,
         env="MOCKACCEL_PLUGIN_DIR",
-        help="Directory of the DRA socket, the checkpoint and the lock.",
+        help="Directory of the DRA socket, the checkpoint and the lock (shared with the controller).",
     )
     cdi_dir: Path = setting(Path("/var/run/cdi"), env="MOCKACCEL_CDI_DIR", help="Dynamic CDI spec directory.")
     kubeconfig: Path | None = setting(
@@ -88,4 +89,4 @@ class Settings(BaseSettings):
 
     @property
     def dra_socket(self) -> Path:
-        return self.plugin_dir / (f"dra-{self.pod_uid}.sock" if self.pod_uid else "dra.sock")
+        return dra_socket(self.plugin_dir, self.pod_uid)

@@ -20,10 +20,10 @@ from mockaccel_common.runner import run_service
 from mockaccel_vfio_server.adapters.control_socket import control_server
 from mockaccel_vfio_server.adapters.libvfio_user import VfuContext, load_binding
 from mockaccel_vfio_server.adapters.socket_path import claim_socket_path
-from mockaccel_vfio_server.control import ControlApi
-from mockaccel_vfio_server.device import Device, Identity
-from mockaccel_vfio_server.faults import Faults
-from mockaccel_vfio_server.passphrase import Wordlist
+from mockaccel_vfio_server.domain.control import ControlApi
+from mockaccel_vfio_server.domain.device import Device, Identity
+from mockaccel_vfio_server.domain.faults import Faults
+from mockaccel_vfio_server.domain.passphrase import Wordlist
 from mockaccel_vfio_server.server import VfioServer
 from mockaccel_vfio_server.settings import Settings
 

@@ -17,45 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-DEFAULT_TIMEOUT_S = 10.0
-
-
-class ControlClient:
-    """A connection to one control socket; ``request`` sends one object and returns the reply."""
-
-    def __init__(self, path: Path, timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
-        self._sock.connect(str(path))
-        self._file = self._sock.makefile("rwb")
-
-    def __enter__(self) -> ControlClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-        self._sock.close()
-
-    def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        self._file.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-        self._file.flush()
-        line = self._file.readline()
-        if not line:
-            raise ConnectionError("the control socket closed without a reply")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
+from mockaccel_vfio_server.adapters.control_client import ControlClient
 
 
 def _number(text: str) -> int:

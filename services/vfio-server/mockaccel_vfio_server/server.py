@@ -33,9 +33,9 @@ from mockaccel_vfio_server.adapters.libvfio_user import (
     VfuError,
 )
 from mockaccel_vfio_server.adapters.pci_function import describe_pf
-from mockaccel_vfio_server.device import Device
+from mockaccel_vfio_server.domain.device import Device
+from mockaccel_vfio_server.domain.faults import Faults
 from mockaccel_vfio_server.errors import GuestError
-from mockaccel_vfio_server.faults import Faults
 
 log = get_logger("mockaccel_vfio_server.server")
 

@@ -24,8 +24,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.errors import SettingsError
+from mockaccel_common.quantity import QuantityError, canonical_bytes, parse_quantity
 from mockaccel_common.settings import BaseSettings, setting
-from mockaccel_vfio_server.sizes import format_size, parse_size
 
 # Namespace of default device UUIDs (uuid5(NAMESPACE_URL, "https://mock-accel.example.com/vfio-server")).
 DEFAULT_UUID_NAMESPACE = uuid5(NAMESPACE_URL, "https://mock-accel.example.com/vfio-server")
@@ -38,11 +38,14 @@ class Settings(BaseSettings):
     socket_path: str = setting("", env="MOCKACCEL_SOCKET", help="vfio-user socket QEMU connects to (positional).")
     uuid: str = setting("", env="MOCKACCEL_UUID", help="Device UUID (-u); empty: derived from the socket path.")
     memory: str = setting(
-        format_size(rm.DEFAULT_PF_MEMORY), env="MOCKACCEL_MEMORY", help="Device memory (-m), e.g. 16Gi.", unit="bytes"
+        canonical_bytes(rm.DEFAULT_PF_MEMORY),
+        env="MOCKACCEL_MEMORY",
+        help="Device memory (-m), a Kubernetes quantity: 16Gi (16G is 16e9).",
+        unit="bytes",
     )
     total_vfs: int = setting(4, env="MOCKACCEL_TOTAL_VFS", help=f"VFs the PF can enable, 0..{rm.MAX_VFS}.")
     vf_memory: str = setting(
-        format_size(rm.DEFAULT_VF_MEMORY), env="MOCKACCEL_VF_MEMORY", help="Memory of each VF.", unit="bytes"
+        canonical_bytes(rm.DEFAULT_VF_MEMORY), env="MOCKACCEL_VF_MEMORY", help="Memory of each VF.", unit="bytes"
     )
     wordlist: Path | None = setting(
         None, env="MOCKACCEL_WORDLIST", help="Passphrase wordlist (7776 words); empty: no passphrase engine."
@@ -68,8 +71,8 @@ class Settings(BaseSettings):
                 raise SettingsError(f"-u/--uuid is not a UUID: {self.uuid!r}") from exc
         for name in ("memory", "vf_memory"):
             try:
-                parse_size(getattr(self, name))
-            except ValueError as exc:
+                parse_quantity(getattr(self, name))
+            except QuantityError as exc:
                 raise SettingsError(f"{name}: {exc}") from exc
         if not 0 <= self.total_vfs <= rm.MAX_VFS:
             raise SettingsError(f"--total-vfs must be 0..{rm.MAX_VFS}, got {self.total_vfs}")
@@ -89,11 +92,11 @@ class Settings(BaseSettings):
 
     @property
     def memory_bytes(self) -> int:
-        return parse_size(self.memory)
+        return parse_quantity(self.memory)
 
     @property
     def vf_memory_bytes(self) -> int:
-        return parse_size(self.vf_memory)
+        return parse_quantity(self.vf_memory)
 
     @property
     def cffi_cache_dir(self) -> Path:
@@ -104,15 +107,6 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Self:
         return super().load(_long_form(sys.argv[1:] if argv is None else argv), environ)
-
-    @classmethod
-    def from_command_line(cls) -> Self:
-        """``load()`` for ``__main__``: a bad setting prints one line and exits 2, like argparse."""
-        try:
-            return cls.load()
-        except SettingsError as exc:
-            print(f"mockaccel-vfio-server: error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from exc
 
 
 def _long_form(argv: Sequence[str]) -> list[str]:

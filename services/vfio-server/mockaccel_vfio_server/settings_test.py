@@ -12,7 +12,7 @@ ENV = {"MOCKACCEL_LIBVFIO_USER_PREFIX": "/opt/vfu"}
 
 def test_original_style_command_line() -> None:
     s = Settings.load(
-        ["-v", "-u", "12345678-1234-5678-1234-567812345678", "-m", "8G", "--total-vfs", "3", "/run/pf0.sock"], ENV
+        ["-v", "-u", "12345678-1234-5678-1234-567812345678", "-m", "8Gi", "--total-vfs", "3", "/run/pf0.sock"], ENV
     )
     assert (s.socket_path, s.log_level, s.memory_bytes, s.total_vfs) == ("/run/pf0.sock", "debug", 8 << 30, 3)
     assert s.device_uuid == uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -29,8 +29,14 @@ def test_default_uuid_is_stable_per_socket_path() -> None:
     assert a != Settings.load(["/run/b.sock"], ENV).device_uuid
 
 
+def test_sizes_are_kubernetes_quantities() -> None:
+    """One grammar everywhere (mockaccel_common.quantity): G is decimal, Gi binary."""
+    s = Settings.load(["-m", "16G", "--vf-memory", "2Gi", "/s"], ENV)
+    assert (s.memory_bytes, s.vf_memory_bytes) == (16 * 10**9, 2 << 30)
+
+
 def test_environment_is_read() -> None:
-    s = Settings.load([], {**ENV, "MOCKACCEL_SOCKET": "/run/e.sock", "MOCKACCEL_MEMORY": "2048M"})
+    s = Settings.load([], {**ENV, "MOCKACCEL_SOCKET": "/run/e.sock", "MOCKACCEL_MEMORY": "2048Mi"})
     assert (s.socket_path, s.memory_bytes) == ("/run/e.sock", 2 << 30)
 
 
@@ -39,7 +45,7 @@ def test_environment_is_read() -> None:
     [
         (["-m", "16X", "/s"], "memory"),
         (["-m", "0", "/s"], "memory"),
-        (["--vf-memory", "99999999999999999999T", "/s"], "vf_memory"),
+        (["--vf-memory", "99999999999999999999Ti", "/s"], "vf_memory"),
         (["-u", "MOCK-0000-0001", "/s"], "not a UUID"),
         (["--total-vfs", "8", "/s"], "0..7"),
         ([], "SOCKET"),

@@ -28,6 +28,7 @@ from typing import Any
 
 from mockaccel_common.errors import TopologyError
 from mockaccel_common.model import PciAddress
+from mockaccel_common.quantity import MAX_BYTES, QuantityError, parse_quantity
 from mockaccel_common.regmap import DEFAULT_PF_MEMORY, DEFAULT_VF_MEMORY, MAX_VFS
 
 # Namespace for the default PF UUIDs (derived from node name and PF index).
@@ -35,25 +36,23 @@ TOPOLOGY_UUID_NAMESPACE = uuid.UUID("6d6f636b-2d61-4363-8500-746f706f6c6f")
 MAX_NUMA_NODES = 14
 MAX_PFS_PER_NUMA = 15
 MAX_NODES = 64
-_SIZE_RE = re.compile(r"^([1-9][0-9]*)(Ki|Mi|Gi|Ti)?$")
-_SIZE_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 _NODE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def parse_size(value: object, field: str) -> int:
-    """``16Gi``, ``2048Mi`` or a plain byte count; no other suffix, no zero."""
+    """A plain byte count or a Kubernetes Quantity (``16Gi``; mockaccel_common.quantity)."""
     if isinstance(value, bool):
         raise TopologyError(f"{field}: expected a size, got {value!r}")
     if isinstance(value, int):
-        if value <= 0:
-            raise TopologyError(f"{field}: size must be positive, got {value}")
+        if not 0 < value <= MAX_BYTES:
+            raise TopologyError(f"{field}: size must be 1..2^64-1 bytes, got {value}")
         return value
-    if isinstance(value, str) and (match := _SIZE_RE.match(value)):
-        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-        if size >= 1 << 64:
-            raise TopologyError(f"{field}: size does not fit in 64 bits: {value!r}")
-        return size
-    raise TopologyError(f"{field}: expected bytes or a number with Ki/Mi/Gi/Ti, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return parse_quantity(value)
+        except QuantityError as exc:
+            raise TopologyError(f"{field}: {exc}") from exc
+    raise TopologyError(f"{field}: expected bytes or a size such as 16Gi, got {value!r}")
 
 
 @dataclass(frozen=True)

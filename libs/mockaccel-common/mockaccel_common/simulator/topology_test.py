@@ -56,7 +56,7 @@ def test_default_uuids_are_stable_and_distinct() -> None:
         ("[[node]]\nname = 'Bad_Name'", "DNS label"),
         ("[[node]]\nname = 'a'\n[[node.pf]]\nnuma_node = 99", "outside"),
         ("[[node]]\nname = 'a'\n[[node.pf]]\ntotal_vfs = 8", "outside 0..7"),
-        ("[[node]]\nname = 'a'\n[[node.pf]]\nmemory = '16GB'", "Ki/Mi/Gi/Ti"),
+        ("[[node]]\nname = 'a'\n[[node.pf]]\nmemory = '16GB'", "not a size"),
         ("[[node]]\nname = 'a'\n[[node.pf]]\nmemroy = '16Gi'", r"unknown key\(s\) memroy"),
         ("[[node]]\nname = 'a'\n[[node]]\nname = 'a'", "duplicate node"),
         ("[[node]]\nname = 'a'\n[[node.pf]]\nuuid = 'xyz'", "not a UUID"),

@@ -14,15 +14,18 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from mockaccel_common.kube import ApiOutcome, classify_status
+from mockaccel_common.quantity import canonicalise
+from mockaccel_controller.domain.reconcile import SliceWrite, StoredSlice
+from mockaccel_controller.domain.slices import Attribute, DeviceSpec
 from mockaccel_controller.errors import (
+    ApiRefusedError,
     ApiUnavailableError,
     ConflictError,
     ControllerError,
@@ -30,9 +33,6 @@ from mockaccel_controller.errors import (
     NotFoundError,
     PermanentError,
 )
-from mockaccel_controller.quantity import canonicalise
-from mockaccel_controller.reconcile import SliceWrite, StoredSlice
-from mockaccel_controller.slices import Attribute, DeviceSpec
 
 GROUP = "resource.k8s.io"
 PREFERRED_VERSIONS = ("v1", "v1beta2", "v1beta1")
@@ -47,13 +47,16 @@ def translate_api_error(exc: BaseException, what: str) -> ControllerError:
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         message = f"{what}: HTTP {status} {_reason(exc)}"
-        if status == 404:
+        outcome = classify_status(status)  # the one policy, shared with the node agent
+        if outcome is ApiOutcome.NOT_FOUND:
             return NotFoundError(message)
-        if status == 409:
+        if outcome is ApiOutcome.CONFLICT:
             return ConflictError(message)
-        if status == 410:  # watch resourceVersion expired: re-list at once
+        if outcome is ApiOutcome.EXPIRED:  # watch resourceVersion expired: re-list at once
             return ConflictError(message, delay=0.0)
-        if status == 429 or status >= 500 or status == 0:
+        if outcome is ApiOutcome.REFUSED:
+            return ApiRefusedError(f"{message}; check the controller's RBAC")
+        if outcome is ApiOutcome.RETRY:
             return ApiUnavailableError(message, delay=_retry_after(exc))
         return PermanentError(message)
     if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
@@ -189,24 +192,6 @@ class KubeApi:
         self.driver = driver
         self._timeout = request_timeout
         self.version = ""
-
-    @classmethod
-    async def connect(cls, kubeconfig: Path | None, *, node: str, driver: str, request_timeout: float) -> KubeApi:
-        """A client from ``kubeconfig``, or the in-cluster service account when None."""
-        configuration = Configuration()
-        try:
-            if kubeconfig is not None:
-                await kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-            else:
-                kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except (kube_config.ConfigException, OSError, ValueError) as exc:
-            raise PermanentError(f"cannot load Kubernetes client configuration: {exc}") from exc
-        client = ApiClient(configuration=configuration)
-        client.user_agent = USER_AGENT
-        return cls(client, node=node, driver=driver, request_timeout=request_timeout)
-
-    async def close(self) -> None:
-        await self._client.close()
 
     @property
     def _collection(self) -> str:

@@ -12,9 +12,9 @@ from mockaccel_controller.adapters.k8s import (
     stored_from_wire,
     translate_api_error,
 )
-from mockaccel_controller.reconcile import SliceWrite
-from mockaccel_controller.slices import desired_state
-from mockaccel_controller.slices_test import pf, vf
+from mockaccel_controller.domain.reconcile import SliceWrite
+from mockaccel_controller.domain.slices import desired_state
+from mockaccel_controller.domain.slices_test import pf, vf
 
 DRIVER = "mock-accel.example.com"
 
@@ -27,7 +27,7 @@ DRIVER = "mock-accel.example.com"
         (ApiException(status=410), errors.ConflictError),
         (ApiException(status=429), errors.ApiUnavailableError),
         (ApiException(status=503), errors.ApiUnavailableError),
-        (ApiException(status=403), errors.PermanentError),
+        (ApiException(status=403), errors.ApiRefusedError),
         (ApiException(status=422), errors.PermanentError),
         (aiohttp.ClientConnectionError("refused"), errors.ApiUnavailableError),
         (TimeoutError(), errors.ApiUnavailableError),

@@ -9,28 +9,26 @@ whole rest of a prepare call. Every library error is translated here.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import config
-from kubernetes_asyncio.client import ApiClient, Configuration, ResourceV1Api
+from kubernetes_asyncio.client import ApiClient, ResourceV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
+from mockaccel_common.kube import ApiOutcome, classify_status
 from mockaccel_node_agent.domain.claims import ClaimAllocation, ClaimRef
-from mockaccel_node_agent.errors import ApiUnavailableError, ClaimError, ClaimNotFoundError, PermanentError
+from mockaccel_node_agent.errors import ApiUnavailableError, ClaimError, ClaimNotFoundError
 
 
 def _translate(ref: ClaimRef, status: int, reason: str) -> Exception:
+    """The status policy every service shares (mockaccel_common.kube), in the agent's error tree."""
     what = f"ResourceClaim {ref.namespace}/{ref.name}"
-    if status == 404:
+    outcome = classify_status(status)
+    if outcome is ApiOutcome.NOT_FOUND:
         return ClaimNotFoundError(f"{what} not found")
-    if status in (401, 403):
+    if outcome is ApiOutcome.REFUSED:
         return ApiUnavailableError(f"reading {what} was refused ({status} {reason}); check the agent's RBAC")
-    if status == 429 or status >= 500:
+    if outcome is ApiOutcome.RETRY:
         return ApiUnavailableError(f"the API server failed reading {what} ({status} {reason})", delay=2.0)
     return ClaimError(f"reading {what} failed ({status} {reason})")
 
@@ -64,21 +62,3 @@ class ClaimReader:
         except ValueError as exc:
             raise ApiUnavailableError("the API server sent a body that is not JSON") from exc
         return ClaimAllocation.from_object(obj)
-
-
-@asynccontextmanager
-async def api_client(kubeconfig: Path | None) -> AsyncIterator[ApiClient]:
-    """An ApiClient from a kubeconfig file, or the pod's service account when there is none."""
-    cfg = Configuration()
-    try:
-        if kubeconfig is not None:
-            await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-        else:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-    except (ConfigException, OSError) as exc:
-        raise PermanentError(f"cannot configure the Kubernetes client: {exc}") from exc
-    api = ApiClient(configuration=cfg)
-    try:
-        yield api
-    finally:
-        await api.close()

@@ -12,7 +12,7 @@ generator touches this module only. Domain errors become gRPC statuses in
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +29,7 @@ from mockaccel_node_agent._generated.grpc.health import v1 as grpc_health
 from mockaccel_node_agent._generated.k8s.io.kubelet.pkg.apis.dra import v1 as dra_v1
 from mockaccel_node_agent._generated.k8s.io.kubelet.pkg.apis.dra import v1beta1 as dra_v1beta1
 from mockaccel_node_agent.domain.claims import ClaimRef
-from mockaccel_node_agent.domain.health import DeviceHealth, Health
+from mockaccel_node_agent.domain.health import DeviceHealth
 from mockaccel_node_agent.errors import InvalidRequestError, NodeAgentError, RetryableError
 from mockaccel_node_agent.preparing import ClaimOutcome
 
@@ -294,92 +294,3 @@ async def start_tcp_server(handlers: Sequence[Any], host: str, port: int) -> tup
         sock.close()
         raise
     return server, bound
-
-
-# --- the kubelet side, for probes, tests and benchmarks ------------------------
-
-
-@dataclass(frozen=True)
-class PrepareAnswer:
-    """One claim's entry of a NodePrepareResources answer, as domain data."""
-
-    error: str
-    devices: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...]  # pool, device, requests, CDI ids
-
-
-class KubeletClient:
-    """Calls a DRA plugin's sockets as kubelet does; answers come back as plain data."""
-
-    def __init__(self, registration_socket: Path, *, timeout: float = 45.0) -> None:
-        self.registration_socket = registration_socket
-        self.timeout = timeout
-        self._registration = Channel(path=str(registration_socket))
-        self._dra: Channel | None = None
-
-    async def get_info(self) -> PluginInfo:
-        info = await reg.RegistrationStub(self._registration).get_info(reg.InfoRequest(), timeout=self.timeout)
-        if info.type != DRA_PLUGIN_TYPE:
-            raise ValueError(f"plugin type is {info.type!r}")
-        return PluginInfo(info.name, info.endpoint, tuple(info.supported_versions))
-
-    async def notify(self, registered: bool, error: str = "") -> None:
-        await reg.RegistrationStub(self._registration).notify_registration_status(
-            reg.RegistrationStatus(plugin_registered=registered, error=error), timeout=self.timeout
-        )
-
-    async def _dra_channel(self) -> Channel:
-        if self._dra is None:
-            info = await self.get_info()
-            self._dra = Channel(path=info.endpoint)
-        return self._dra
-
-    @staticmethod
-    def _api(version: str) -> ModuleType:
-        return {"v1": dra_v1, "v1beta1": dra_v1beta1}[version]
-
-    async def prepare(self, claims: Sequence[ClaimRef], version: str = "v1") -> dict[str, PrepareAnswer]:
-        api = self._api(version)
-        request = api.NodePrepareResourcesRequest(
-            claims=[api.Claim(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
-        )
-        response = await api.DraPluginStub(await self._dra_channel()).node_prepare_resources(
-            request, timeout=self.timeout
-        )
-        return {
-            uid: PrepareAnswer(
-                error=entry.error,
-                devices=tuple(
-                    (d.pool_name, d.device_name, tuple(d.request_names), tuple(d.cdi_device_ids)) for d in entry.devices
-                ),
-            )
-            for uid, entry in response.claims.items()
-        }
-
-    async def unprepare(self, claims: Sequence[ClaimRef], version: str = "v1") -> dict[str, str]:
-        api = self._api(version)
-        request = api.NodeUnprepareResourcesRequest(
-            claims=[api.Claim(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
-        )
-        response = await api.DraPluginStub(await self._dra_channel()).node_unprepare_resources(
-            request, timeout=self.timeout
-        )
-        return {uid: entry.error for uid, entry in response.claims.items()}
-
-    async def watch_health(self) -> AsyncGenerator[tuple[DeviceHealth, ...], None]:
-        stub = dra_health.DraResourceHealthStub(await self._dra_channel())
-        async for message in stub.node_watch_resources(dra_health.NodeWatchResourcesRequest()):
-            yield tuple(
-                DeviceHealth(
-                    pool=d.device.pool_name,
-                    device=d.device.device_name,
-                    health=Health(int(d.health)),
-                    since=d.last_updated_time,
-                    message=d.message,
-                )
-                for d in message.devices
-            )
-
-    def close(self) -> None:
-        self._registration.close()
-        if self._dra is not None:
-            self._dra.close()

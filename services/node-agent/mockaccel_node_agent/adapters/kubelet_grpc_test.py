@@ -22,12 +22,13 @@ from structlog.testing import capture_logs
 
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_node_agent import app
-from mockaccel_node_agent.adapters.kubelet_grpc import KubeletClient, check_liveness
+from mockaccel_node_agent.adapters.kubelet_grpc import check_liveness
 from mockaccel_node_agent.conftest import NODE
 from mockaccel_node_agent.domain.claims import ClaimRef
 from mockaccel_node_agent.domain.health import Health
 from mockaccel_node_agent.settings import Settings
-from mockaccel_node_agent.testbed import DRIVER, AgentDirs, FakeApiServer, claim_object, kubeconfig_for
+from mockaccel_testing.kubelet_client import KubeletClient
+from mockaccel_testing.node_agent import DRIVER, AgentDirs, FakeApiServer, claim_object, kubeconfig_for
 
 pytestmark = pytest.mark.asyncio
 T = TypeVar("T")

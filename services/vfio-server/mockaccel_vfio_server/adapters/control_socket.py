@@ -17,7 +17,7 @@ from typing import Any
 from mockaccel_common.logging import get_logger
 from mockaccel_vfio_server.adapters.socket_path import claim_socket_path
 
-log = get_logger("mockaccel_vfio_server.control")
+log = get_logger("mockaccel_vfio_server.domain.control")
 MAX_LINE = 64 * 1024
 Handler = Callable[[Any], dict[str, Any]]
 

@@ -20,9 +20,9 @@ import signal
 import subprocess
 
 from mockaccel_common import regmap as rm
-from mockaccel_vfio_server.testing.prereqs import require
-from mockaccel_vfio_server.testing.server_process import vfio_server
-from mockaccel_vfio_server.testing.vfio_user_client import BAR0, VfioUserClient
+from mockaccel_testing.prereqs import require
+from mockaccel_testing.vfio_server import vfio_server
+from mockaccel_testing.vfio_user_client import BAR0, VfioUserClient
 
 
 def test_sample_client_gets_to_the_vendor_id_check() -> None:

@@ -13,8 +13,8 @@ import uuid
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.regmap import Status
-from mockaccel_vfio_server.testing.guest import GuestRun
-from mockaccel_vfio_server.testing.server_process import TEST_UUID, RunningServer, vfio_server
+from mockaccel_testing.guest import GuestRun
+from mockaccel_testing.vfio_server import TEST_UUID, RunningServer, vfio_server
 
 OFF = {r.name: r.offset for r in rm.REGISTERS}
 MEMORY = (16 << 30) + 0x2000

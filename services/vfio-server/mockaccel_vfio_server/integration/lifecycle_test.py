@@ -13,25 +13,25 @@ from typing import Any
 import pytest
 
 from mockaccel_common import regmap as rm
-from mockaccel_vfio_server.testing.prereqs import server_env
-from mockaccel_vfio_server.testing.server_process import (
+from mockaccel_testing.service_process import python_env
+from mockaccel_testing.vfio_server import (
     MODULE,
     START_TIMEOUT_S,
     RunningServer,
-    child_env,
     server_args,
+    server_env,
     server_process,
     short_folder,
     vfio_server,
 )
-from mockaccel_vfio_server.testing.vfio_user_client import BAR0, VfioUserClient
+from mockaccel_testing.vfio_user_client import BAR0, VfioUserClient
 
 STOP_DEADLINE_S = 1.0
 
 
 def assert_clean_stop(server: RunningServer, sig: int) -> None:
     code, elapsed = server.process.stop(sig)
-    assert code == 0, server.process.stderr()
+    assert code == 0, server.process.read_stderr()
     assert elapsed < STOP_DEADLINE_S, f"took {elapsed:.2f} s"
     assert not server.socket.exists()
     assert not server.control_socket.exists()
@@ -118,7 +118,7 @@ def test_a_regular_file_on_the_socket_path_is_not_deleted() -> None:
 )
 def test_bad_command_lines_exit_2(argv: list[str], message: str) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", MODULE, *argv], capture_output=True, text=True, env=child_env(server_env()), timeout=60
+        [sys.executable, "-m", MODULE, *argv], capture_output=True, text=True, env=server_env(), timeout=60
     )
     assert run.returncode == 2
     assert message in run.stderr
@@ -129,7 +129,7 @@ def test_mockaccel_cli() -> None:
         def cli(*args: str) -> tuple[int, dict[str, Any]]:
             command = [sys.executable, "-m", "mockaccel_vfio_server.cli", "device"]
             command += ["--control-socket", str(server.control_socket), *args]
-            run = subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=60)
+            run = subprocess.run(command, capture_output=True, text=True, env=python_env(), timeout=60)
             return run.returncode, json.loads(run.stdout)
 
         assert cli("read", "0x2c") == (0, {"ok": True, "value": 2})

@@ -14,11 +14,11 @@ import pytest
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.regmap import Status
-from mockaccel_vfio_server.device import Device, Identity
-from mockaccel_vfio_server.passphrase import Wordlist
-from mockaccel_vfio_server.testing.prereqs import require
-from mockaccel_vfio_server.testing.server_process import TEST_UUID, RunningServer, vfio_server
-from mockaccel_vfio_server.testing.vfio_user_client import BAR0, CONFIG, INTX, VfioUserClient, VfioUserError
+from mockaccel_testing.prereqs import require
+from mockaccel_testing.vfio_server import TEST_UUID, RunningServer, vfio_server
+from mockaccel_testing.vfio_user_client import BAR0, CONFIG, INTX, VfioUserClient, VfioUserError
+from mockaccel_vfio_server.domain.device import Device, Identity
+from mockaccel_vfio_server.domain.passphrase import Wordlist
 
 MEMORY = (16 << 30) + 0x1234_5000  # both halves non-trivial
 OFF = {r.name: r.offset for r in rm.REGISTERS}

@@ -1,1 +1,0 @@
-"""Test support for the vfio-server: a vfio-user protocol client, prerequisites, a guest VM."""
