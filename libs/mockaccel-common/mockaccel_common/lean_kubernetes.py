@@ -69,4 +69,10 @@ def install() -> bool:
         source = (directory / "__init__.py").read_text(encoding="utf-8")
         exports = {symbol: module for module, symbol in _EXPORT.findall(source)}
         sys.modules[name] = LazyPackage(name, directory, exports)
+    # Initialise the top package now, in the order its own imports expect
+    # (kubernetes_asyncio → config → client.ApiClient → client.models): a
+    # first import that starts at client.api_client would meet config's
+    # ``from kubernetes_asyncio.client import ApiClient`` half-way through
+    # and fail with a circular ImportError.
+    importlib.import_module("kubernetes_asyncio")
     return True
