@@ -32,8 +32,8 @@ from mockaccel_testing.controller import (
     kubeconfig_via,
     list_slices,
     running_controller,
-    wait_until,
 )
+from mockaccel_testing.polling import wait_until
 
 pytestmark = pytest.mark.asyncio
 TOPOLOGY = """

@@ -27,8 +27,8 @@ from mockaccel_testing.controller import (
     device_names,
     list_slices,
     running_controller,
-    wait_until,
 )
+from mockaccel_testing.polling import wait_until
 
 pytestmark = pytest.mark.asyncio
 GiB = 2**30

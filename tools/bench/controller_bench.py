@@ -29,8 +29,8 @@ from mockaccel_testing.controller import (
     controller_settings,
     list_slices,
     running_controller,
-    wait_until,
 )
+from mockaccel_testing.polling import wait_until
 
 RESYNC = 0.5
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,22 +21,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_controller import app
 from mockaccel_controller.settings import Settings
+from mockaccel_testing.polling import wait_until
 
 T = TypeVar("T")
 DRIVER = "mock-accel.example.com"
 DEVICE_CLASS_DIR = Path("deploy/deviceclasses")
-
-
-async def wait_until(what: str, probe: Callable[[], Awaitable[T | None]], within: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail at the deadline with ``what``."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def list_slices(kube: ApiClient, node: str, version: str = "v1") -> list[dict[str, Any]]:

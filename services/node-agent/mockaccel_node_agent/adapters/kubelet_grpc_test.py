@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
@@ -29,20 +28,11 @@ from mockaccel_node_agent.domain.health import Health
 from mockaccel_node_agent.settings import Settings
 from mockaccel_testing.kubelet_client import KubeletClient
 from mockaccel_testing.node_agent import DRIVER, AgentDirs, FakeApiServer, claim_object, kubeconfig_for
+from mockaccel_testing.polling import wait_until
 
 pytestmark = pytest.mark.asyncio
 T = TypeVar("T")
 POOL0 = f"{NODE}/numa0"
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 class Agent:
@@ -61,7 +51,7 @@ async def running(dirs: AgentDirs, settings: Settings) -> AsyncIterator[Agent]:
             task.result()
         return settings.registration_socket.exists()
 
-    await eventually("the registration socket", up)
+    await wait_until("the registration socket", up)
     agent = Agent(dirs, settings, task, stop)
     try:
         yield agent
@@ -192,7 +182,7 @@ async def test_liveness_exercises_the_sockets_and_metrics_count(dirs: AgentDirs,
                 found = {e["event"]: e["port"] for e in logs if e["event"].endswith("_listening")}
                 return found if len(found) == 2 else None
 
-            found = await eventually("both ports", ports)
+            found = await wait_until("both ports", ports)
             liveness, metrics = found["liveness_listening"], found["metrics_listening"]
             assert liveness > 0
             assert metrics > 0
@@ -220,7 +210,7 @@ async def test_liveness_fails_when_a_socket_is_gone(dirs: AgentDirs, api: FakeAp
             async def bound() -> int | None:
                 return next((e["port"] for e in logs if e["event"] == "liveness_listening"), None)
 
-            port = await eventually("the liveness port", bound)
+            port = await wait_until("the liveness port", bound)
             assert await check_liveness("127.0.0.1", port)
             settings.dra_socket.unlink()  # what a stray cleanup on the host would do
             assert not await check_liveness("127.0.0.1", port)

@@ -1,0 +1,49 @@
+"""Test hygiene for every test in the monorepo (the root conftest.py installs the hook).
+
+An async test that returns while an asyncio task it started is still running
+fails: such a task outlives the code that should own it (style habit 12), and
+pytest-asyncio would otherwise cancel it silently when it closes the loop.
+Tasks that existed before the test body started (those of async fixtures,
+which their own teardown stops) are not the test's to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+SETTLE_ROUNDS = 5
+
+
+def fail_on_leaked_tasks(test: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """Wrap an async test: after its body, fail if tasks it created are still pending (cancelling them)."""
+
+    @functools.wraps(test)
+    async def checked(*args: Any, **kwargs: Any) -> Any:
+        before = asyncio.all_tasks()
+        result = await test(*args, **kwargs)
+        current = asyncio.current_task()
+        for _ in range(SETTLE_ROUNDS):  # tasks that are finishing get to finish
+            leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+            if not leaked:
+                return result
+            await asyncio.sleep(0)
+        for task in leaked:
+            task.cancel()
+        await asyncio.gather(*leaked, return_exceptions=True)
+        names = ", ".join(sorted(f"{t.get_name()} ({t.get_coro()!r:.80})" for t in leaked))
+        pytest.fail(f"the test left {len(leaked)} asyncio task(s) running: {names}", pytrace=False)
+
+    return checked
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    function = getattr(item, "obj", None)
+    if function is not None and inspect.iscoroutinefunction(function):
+        item.obj = fail_on_leaked_tasks(function)  # type: ignore[attr-defined]
