@@ -28,6 +28,7 @@ from mockaccel_testing.controller import (
     list_slices,
     running_controller,
 )
+from mockaccel_testing.examples import EXAMPLES, apply_example, claim_of
 from mockaccel_testing.polling import wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -123,42 +124,6 @@ async def test_two_nodes_publish_exactly_the_documented_slices(kube: ApiClient, 
         assert devices["mock0v3"]["capacity"] == {f"{DRIVER}/memory": {"value": "2Gi"}}
 
 
-def claim(name: str, requests: list[tuple[str, str, int]], match: str | None) -> Any:
-    body: dict[str, Any] = {
-        "apiVersion": "resource.k8s.io/v1",
-        "kind": "ResourceClaim",
-        "metadata": {"name": name},
-        "spec": {
-            "devices": {
-                "requests": [
-                    {"name": req, "exactly": {"deviceClassName": cls, "allocationMode": "ExactCount", "count": n}}
-                    for req, cls, n in requests
-                ]
-            }
-        },
-    }
-    if match:
-        body["spec"]["devices"]["constraints"] = [{"matchAttribute": f"{DRIVER}/{match}"}]
-    return body
-
-
-def pod(name: str, claim_name: str, nodes: list[str]) -> Any:
-    """A pod using ``claim_name``, kept to this test's nodes (other tests' nodes share the cluster)."""
-    term = {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}]}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "affinity": {
-                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
-            },
-            "containers": [{"name": "main", "image": "pause", "resources": {"claims": [{"name": "accel"}]}}],
-            "resourceClaims": [{"name": "accel", "resourceClaimName": claim_name}],
-        },
-    }
-
-
 async def test_the_scheduler_allocates_through_each_device_class(kube: ApiClient, two_nodes: Cluster) -> None:
     core, resource = CoreV1Api(kube), ResourceV1Api(kube)
     classes = await apply_device_classes(kube)
@@ -171,41 +136,34 @@ async def test_the_scheduler_allocates_through_each_device_class(kube: ApiClient
         return bool(accounts.items)
 
     await wait_until("the default ServiceAccount", sa_ready)
-    cases = {
-        "pf": ([("a", "mock-accel-pf", 1)], None),
-        "vf": ([("a", "mock-accel-vf", 1)], None),
-        "numa-pfs": ([("a", "mock-accel-numa-aware-pf", 1), ("b", "mock-accel-numa-aware-pf", 1)], "numaNode"),
-        "same-pf-vfs": ([("a", "mock-accel-numa-aware-vf", 2)], "physfn"),
-    }
-    for name, (requests, match) in cases.items():
-        await resource.create_namespaced_resource_claim(ns, claim(name, requests, match))
-        await core.create_namespaced_pod(ns, pod(name, name, sorted(two_nodes.nodes)))
+    nodes = sorted(two_nodes.nodes)
+    for example in EXAMPLES:
+        await apply_example(kube, ns, example, nodes)
 
-    async def allocated(name: str) -> list[Any] | None:
-        c = await resource.read_namespaced_resource_claim(name, ns)
-        return c.status.allocation.devices.results if c.status and c.status.allocation else None
-
-    async def bound_node(name: str) -> str | None:
+    async def bound(name: str) -> Any:
+        """The pod once the scheduler bound it (its claim was allocated and reserved before that)."""
         pod = await core.read_namespaced_pod(name, ns)
-        return pod.spec.node_name if pod.spec else None
+        return pod if pod.spec and pod.spec.node_name and claim_of(pod) else None
 
-    nodes = set(two_nodes.nodes)
     by_case = {}
-    for name in cases:
-        results = await wait_until(f"claim {name} allocated", lambda name=name: allocated(name), 60)  # type: ignore[misc]
+    for example in EXAMPLES:
+        pod = await wait_until(f"pod {example} bound", lambda example=example: bound(example), 60)  # type: ignore[misc]
+        claim = await resource.read_namespaced_resource_claim(str(claim_of(pod)), ns)
+        results = claim.status.allocation.devices.results
         assert {r.driver for r in results} == {DRIVER}
-        by_case[name] = results
-        # The scheduler writes the allocation before it binds the pod: wait on the binding itself.
-        node_name = await wait_until(f"pod {name} bound", lambda name=name: bound_node(name), 60)  # type: ignore[misc]
-        assert node_name in nodes
-        assert {r.pool.split("/")[0] for r in results} == {node_name}
+        assert pod.spec.node_name in two_nodes.nodes
+        assert {r.pool.split("/")[0] for r in results} == {pod.spec.node_name}
+        assert [r.name for r in claim.status.reserved_for] == [example]
+        by_case[example] = results
     assert "v" not in by_case["pf"][0].device  # PFs are mockN, VFs mockNvM
-    assert "v" in by_case["vf"][0].device
-    numa = by_case["numa-pfs"]
+    mixed = {r.request: r.device for r in by_case["mixed"]}
+    assert "v" not in mixed["pf"]
+    assert "v" in mixed["vf"]
+    numa = by_case["numa-pair"]
     assert len(numa) == 2
     assert len({r.device for r in numa}) == 2
     assert len({r.pool for r in numa}) == 1  # one pool = one NUMA node of one node
     assert all("v" not in r.device for r in numa)
-    vfs = by_case["same-pf-vfs"]
+    vfs = by_case["vfs-of-one-pf"]
     assert len({r.device for r in vfs}) == 2
     assert len({r.device.rsplit("v", 1)[0] for r in vfs}) == 1  # both VFs of one PF

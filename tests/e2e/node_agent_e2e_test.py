@@ -16,9 +16,7 @@ service account that may only ``get`` ResourceClaims, and then:
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +32,7 @@ from kubernetes_asyncio.client import (
     ResourceV1Api,
 )
 
+from mockaccel_common.provisioned import require
 from mockaccel_common.sysfs.reader import scan_devices_sync
 from mockaccel_node_agent.domain.cdi_building import spec_file_name
 from mockaccel_node_agent.domain.claims import ClaimRef
@@ -44,20 +43,11 @@ from mockaccel_testing.polling import wait_for
 from mockaccel_testing.service_process import service_process
 
 pytestmark = pytest.mark.asyncio
-KUBELET_CLIENT_ENV = "MOCKACCEL_KUBELET_CLIENT"
 
 
 def kubelet_client_binary() -> Path:
-    """tools/provision/kubelet-client.sh prints it; CI exports MOCKACCEL_KUBELET_CLIENT."""
-    if os.environ.get(KUBELET_CLIENT_ENV):
-        return Path(os.environ[KUBELET_CLIENT_ENV])
-    cache = os.environ.get("MOCKACCEL_CACHE") or str(Path.home() / ".cache/mock-accel")
-    built = sorted(glob.glob(f"{cache}/kubelet-client/*/kubelet-client"), key=os.path.getmtime)
-    if not built:
-        pytest.fail(
-            f"the Go kubelet client is not built: run tools/provision/kubelet-client.sh (or set {KUBELET_CLIENT_ENV})"
-        )
-    return Path(built[-1])
+    """The Go kubelet client that tools/provision/kubelet-client.sh builds."""
+    return require("MOCKACCEL_KUBELET_CLIENT")
 
 
 def device_slice(node: str, dirs: AgentDirs) -> dict[str, Any]:

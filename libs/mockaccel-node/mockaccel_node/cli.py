@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mockaccel_common.errors import MockaccelError
+from mockaccel_common.provisioned import PrerequisiteMissingError
 from mockaccel_common.simulator.topology import load_topology
 from mockaccel_node.module import MODULE_SOURCES, build_module
 from mockaccel_node.node import EmulatedNode, NodeError
-from mockaccel_node.settings import NodeSettings, PrerequisiteMissingError, Provisioned
+from mockaccel_node.settings import NodeSettings, Provisioned
 
 
 def _parser() -> argparse.ArgumentParser:

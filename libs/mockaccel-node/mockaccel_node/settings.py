@@ -1,10 +1,9 @@
-"""Settings of the emulated node: the provisioned parts (from the environment) and the run's choices.
+"""Settings of the emulated node: the provisioned parts and the run's choices.
 
-The environment names are the ones tools/provision/all.sh writes to
-``$MOCKACCEL_CACHE/env.sh`` and pants.toml passes into tests. The Python root
-file system and the 9p modules come from tools/provision/guest-rootfs.sh;
-until their own variables exist in env.sh they are found through the
-pointer file that script writes into the cache.
+The provisioned parts are found by mockaccel_common.provisioned, the one
+lookup every tool and test uses (the environment, then the env file that
+tools/provision/all.sh writes), and a missing one fails with the script that
+provides it.
 """
 
 from __future__ import annotations
@@ -15,33 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mockaccel_common.provisioned import cache_root, require
 from mockaccel_common.simulator.topology import NodeSpec
-
-ROOTFS_POINTER = "guest-rootfs/current.env"
-
-
-class PrerequisiteMissingError(Exception):
-    """A provisioned part is missing; the message names the script that provides it."""
-
-
-def _required(environ: Mapping[str, str], name: str, script: str) -> Path:
-    value = environ.get(name, "")
-    if not value or not Path(value).exists():
-        raise PrerequisiteMissingError(
-            f"{name} is {'unset' if not value else 'missing: ' + value}: run {script} "
-            "(tools/provision/all.sh writes $MOCKACCEL_CACHE/env.sh; source it)"
-        )
-    return Path(value)
-
-
-def _rootfs_pointer(environ: Mapping[str, str]) -> dict[str, str]:
-    cache = environ.get("MOCKACCEL_CACHE") or str(Path.home() / ".cache" / "mock-accel")
-    pointer = Path(cache) / ROOTFS_POINTER
-    try:
-        lines = pointer.read_text().splitlines()
-    except OSError as exc:
-        raise PrerequisiteMissingError(f"no {pointer}: run tools/provision/guest-rootfs.sh") from exc
-    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 @dataclass(frozen=True)
@@ -60,21 +34,17 @@ class Provisioned:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Provisioned:
         env = os.environ if environ is None else environ
-        # MOCKACCEL_GUEST_ROOTFS / MOCKACCEL_GUEST_9P_MODULES override the pointer file.
-        paths = _rootfs_pointer(env)
-        paths.update({k.removeprefix("MOCKACCEL_"): v for k, v in env.items() if k.startswith("MOCKACCEL_GUEST_")})
-        rootfs = _required(paths, "GUEST_ROOTFS", "tools/provision/guest-rootfs.sh")
-        mod_dir = _required(paths, "GUEST_9P_MODULES", "tools/provision/guest-rootfs.sh")
+        mod_dir = require("MOCKACCEL_GUEST_9P_MODULES", env)
         order = (mod_dir / "order").read_text().split()
         return cls(
-            kernel=_required(env, "MOCKACCEL_GUEST_KERNEL", "tools/provision/guest-kernel.sh"),
-            kdir=_required(env, "MOCKACCEL_GUEST_KDIR", "tools/provision/guest-kernel.sh"),
-            qemu=_required(env, "MOCKACCEL_QEMU", "tools/provision/qemu.sh"),
-            wordlist=_required(env, "MOCKACCEL_WORDLIST", "tools/provision/wordlist.sh"),
-            libvfio_user_prefix=_required(env, "MOCKACCEL_LIBVFIO_USER_PREFIX", "tools/provision/libvfio-user.sh"),
-            rootfs=rootfs,
+            kernel=require("MOCKACCEL_GUEST_KERNEL", env),
+            kdir=require("MOCKACCEL_GUEST_KDIR", env),
+            qemu=require("MOCKACCEL_QEMU", env),
+            wordlist=require("MOCKACCEL_WORDLIST", env),
+            libvfio_user_prefix=require("MOCKACCEL_LIBVFIO_USER_PREFIX", env),
+            rootfs=require("MOCKACCEL_GUEST_ROOTFS", env),
             modules_9p=tuple(mod_dir / name for name in order),
-            cache=env.get("MOCKACCEL_CACHE", ""),
+            cache=str(cache_root(env)),
         )
 
 

@@ -10,7 +10,7 @@ from mockaccel_testing.settings import KUBE_BIN_ENV
 
 PROVISION_HINT = (
     f"run tools/provision/kubernetes.sh and set {KUBE_BIN_ENV} to the folder it prints "
-    f'(e.g. export {KUBE_BIN_ENV}="$(tools/provision/kubernetes.sh | tail -n 1)")'
+    f"(it prints KUBE_BIN=…; tools/provision/all.sh writes it into the env file)"
 )
 
 NAMES = (

@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from mockaccel_common.provisioned import require
 from mockaccel_common.regmap import DEFAULT_PF_MEMORY, DEFAULT_VF_MEMORY
 from mockaccel_common.simulator.topology import NodeSpec, PfSpec, pci_layout
 from mockaccel_node.initramfs import EXIT_MARKER, InitramfsSpec, build_initramfs
 from mockaccel_node.node import serial_text
 from mockaccel_node.plan import NodePlan, PfPlan, qemu_args
-from mockaccel_testing.prereqs import require
 
 
 def root_bus_plan(sockets: Sequence[Path]) -> NodePlan:

@@ -1,4 +1,6 @@
-"""pytest plugin: `control_plane` (one per session) and `kube` (an admin ApiClient per test).
+"""pytest plugin: `control_plane` (one per session), `kube` (an admin ApiClient per test),
+and diagnostics: a failing test that used the control plane gets the cluster's state and
+the components' log tails attached to its report (mockaccel_testing.diagnostics).
 
 Enable it with `pytest_plugins = ["mockaccel_testing.pytest_plugin"]` in a conftest.py.
 The session fixture is synchronous on purpose, so it works whatever event-loop scope the
@@ -7,7 +9,8 @@ async tests use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -15,6 +18,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from mockaccel_testing.client import admin_client
 from mockaccel_testing.control_plane import ControlPlane
+from mockaccel_testing.diagnostics import dump_cluster
 from mockaccel_testing.settings import Settings
 
 
@@ -41,3 +45,14 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[ApiClient]:
     """An admin ApiClient bound to the test's event loop."""
     async with admin_client(control_plane.kubeconfig) as api:
         yield api
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Attach the cluster's state to the report of a failing test that used the control plane."""
+    report = yield
+    if report.failed and "control_plane" in getattr(item, "fixturenames", ()):
+        plane = getattr(item, "funcargs", {}).get("control_plane")
+        if isinstance(plane, ControlPlane) and plane.processes:
+            report.sections.append(("mock-accel cluster diagnostics", dump_cluster(plane)))
+    return report

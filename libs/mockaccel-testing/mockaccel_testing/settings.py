@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mockaccel_testing.prereqs import cache_root, lookup
+from mockaccel_common.provisioned import cache_root, lookup
 
 KUBE_BIN_ENV = "MOCKACCEL_KUBE_BIN"
 WORK_DIR_ENV = "MOCKACCEL_CONTROL_PLANE_DIR"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mockaccel_testing.prereqs import cache_root, require
+from mockaccel_common.provisioned import cache_root, require
 from mockaccel_testing.service_process import ServiceProcess, python_env, service_process
 from mockaccel_vfio_server.adapters.control_client import ControlClient
 

@@ -24,6 +24,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.errors import SettingsError
+from mockaccel_common.provisioned import cache_root
 from mockaccel_common.quantity import QuantityError, canonical_bytes, parse_quantity
 from mockaccel_common.settings import BaseSettings, setting
 
@@ -57,7 +58,9 @@ class Settings(BaseSettings):
         None, env="MOCKACCEL_LIBVFIO_USER_PREFIX", help="Install prefix of libvfio-user (tools/provision)."
     )
     cache_dir: Path | None = setting(
-        None, env="MOCKACCEL_CACHE", help="Cache root for the compiled cffi binding; empty: ~/.cache/mock-accel."
+        None,
+        env="MOCKACCEL_CACHE",
+        help="Cache root (compiled cffi binding); empty: ${XDG_CACHE_HOME:-~/.cache}/mock-accel.",
     )
 
     def __post_init__(self) -> None:
@@ -100,7 +103,7 @@ class Settings(BaseSettings):
 
     @property
     def cffi_cache_dir(self) -> Path:
-        return (self.cache_dir or Path.home() / ".cache" / "mock-accel") / "cffi"
+        return (self.cache_dir or cache_root()) / "cffi"
 
     # -- the command line ------------------------------------------------------
 

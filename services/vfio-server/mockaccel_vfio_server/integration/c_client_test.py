@@ -20,7 +20,7 @@ import signal
 import subprocess
 
 from mockaccel_common import regmap as rm
-from mockaccel_testing.prereqs import require
+from mockaccel_common.provisioned import require
 from mockaccel_testing.vfio_server import vfio_server
 from mockaccel_testing.vfio_user_client import BAR0, VfioUserClient
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from mockaccel_common import regmap as rm
+from mockaccel_common.provisioned import require
 from mockaccel_common.regmap import Status
-from mockaccel_testing.prereqs import require
 from mockaccel_testing.vfio_server import TEST_UUID, RunningServer, vfio_server
 from mockaccel_testing.vfio_user_client import BAR0, CONFIG, INTX, VfioUserClient, VfioUserError
 from mockaccel_vfio_server.domain.device import Device, Identity

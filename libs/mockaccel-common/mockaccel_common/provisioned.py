@@ -1,4 +1,9 @@
-"""The one lookup of provisioned parts: find them, or fail with the command that provides them.
+"""Where provisioned parts live: the one lookup, used by the tests, the tools and the vfio-server.
+
+tools/provision/*.sh build or fetch every real part (Kubernetes binaries,
+libvfio-user, QEMU, the guest kernel, …) into one cache root and record their
+paths; this module finds them again, or fails with the command that provides
+them.
 
 Lookup order for each ``MOCKACCEL_*`` name: the process environment (Pants
 passes the names listed in pants.toml ``[test] extra_env_vars``), then the
