@@ -24,12 +24,12 @@ step() {
 # Pants first: its bootstrap is what every later command needs.
 (cd "$MOCKACCEL_REPO_ROOT" && ./pants --version >/dev/null)
 
-kube_bin=$(step kubernetes | tail -n 1)
+kube=$(step kubernetes)
 libvfio=$(step libvfio-user)
 qemu=$(step qemu)
 guest=$(step guest-kernel)
 wordlist=$(step wordlist)
-kubelet_client=$(step kubelet-client | tail -n 1)
+kubelet_client=$(step kubelet-client)
 rootfs=$(step guest-rootfs)
 checkpatch=$(step checkpatch)
 step kmm-base-image >/dev/null
@@ -41,14 +41,14 @@ tmp=$(mktemp "$env_file.XXXXXX")
 cat >"$tmp" <<ENV
 # Written by tools/provision/all.sh; source it before running the tests.
 export MOCKACCEL_CACHE='$MOCKACCEL_CACHE'
-export MOCKACCEL_KUBE_BIN='$kube_bin'
+export MOCKACCEL_KUBE_BIN='$(value KUBE_BIN "$kube")'
 export MOCKACCEL_LIBVFIO_USER_PREFIX='$(value LIBVFIO_USER_PREFIX "$libvfio")'
 export MOCKACCEL_QEMU='$(value QEMU "$qemu")'
 export MOCKACCEL_GUEST_KERNEL='$(value GUEST_KERNEL "$guest")'
 export MOCKACCEL_GUEST_KDIR='$(value GUEST_KDIR "$guest")'
 export MOCKACCEL_GUEST_KVER='$(value GUEST_KVER "$guest")'
 export MOCKACCEL_WORDLIST='$(value WORDLIST "$wordlist")'
-export MOCKACCEL_KUBELET_CLIENT='$kubelet_client'
+export MOCKACCEL_KUBELET_CLIENT='$(value KUBELET_CLIENT "$kubelet_client")'
 export MOCKACCEL_GUEST_ROOTFS='$(value GUEST_ROOTFS "$rootfs")'
 export MOCKACCEL_GUEST_9P_MODULES='$(value GUEST_9P_MODULES "$rootfs")'
 export MOCKACCEL_CHECKPATCH='$(value CHECKPATCH "$checkpatch")'

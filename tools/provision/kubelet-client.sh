@@ -31,4 +31,4 @@ if [ ! -x "$BIN" ]; then
 	(cd "$SRC" && go build -trimpath -o "$BIN.tmp" .)
 	mv "$BIN.tmp" "$BIN"
 fi
-printf '%s\n' "$BIN"
+printf 'KUBELET_CLIENT=%s\n' "$BIN"

@@ -9,7 +9,7 @@
 # completion, so a second run is a no-op that returns at once.
 #
 # Versions come from tools/versions.env (K8S_VERSION, HELM_VERSION, ETCD_VERSION).
-# The last line on stdout is the bin dir; point MOCKACCEL_KUBE_BIN at it.
+# Output (stdout): KUBE_BIN=<bin dir>; point MOCKACCEL_KUBE_BIN at it.
 set -euo pipefail
 
 # shellcheck source=tools/lib/common.sh
@@ -30,7 +30,7 @@ all_present() {
 }
 
 if [ -f "$STAMP" ] && all_present; then
-	printf '%s\n' "$BIN_DIR"
+	printf 'KUBE_BIN=%s\n' "$BIN_DIR"
 	exit 0
 fi
 
@@ -124,4 +124,4 @@ all_present || die "some binaries are missing in $BIN_DIR"
 "$BIN_DIR/kube-apiserver" --version >&2
 touch "$STAMP"
 log "done in $(($(date +%s) - start))s"
-printf '%s\n' "$BIN_DIR"
+printf 'KUBE_BIN=%s\n' "$BIN_DIR"
