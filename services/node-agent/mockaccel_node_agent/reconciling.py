@@ -11,7 +11,6 @@ its devices would hand them to new pods while containers may still use them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 
@@ -59,9 +58,10 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
             if not sources:
                 continue
             expected = to_document(claim_spec(uid, sources))
+            raw = await host.read_spec(claim.cdi_spec)
             try:
-                current = json.loads(await asyncio.to_thread(host.spec_path(claim.cdi_spec).read_bytes))
-            except (OSError, ValueError):
+                current = json.loads(raw) if raw is not None else None
+            except ValueError:
                 current = None
             if current != expected:
                 await host.write_spec(uid, sources)

@@ -20,6 +20,7 @@ from mockaccel_common.runner import run_service
 from mockaccel_vfio_server.adapters.control_socket import control_server
 from mockaccel_vfio_server.adapters.libvfio_user import VfuContext, load_binding
 from mockaccel_vfio_server.adapters.socket_path import claim_socket_path
+from mockaccel_vfio_server.adapters.wordlist_file import read_wordlist
 from mockaccel_vfio_server.domain.control import ControlApi
 from mockaccel_vfio_server.domain.device import Device, Identity
 from mockaccel_vfio_server.domain.faults import Faults
@@ -34,7 +35,7 @@ async def _load_wordlist(settings: Settings) -> Wordlist | None:
     if settings.wordlist is None:
         log.warning("wordlist_not_configured", effect="passphrase engine reports errors")
         return None
-    wordlist = await asyncio.to_thread(Wordlist.load, settings.wordlist)
+    wordlist = await read_wordlist(settings.wordlist)
     log.info("wordlist_loaded", path=str(settings.wordlist), words=len(wordlist.words))
     return wordlist
 

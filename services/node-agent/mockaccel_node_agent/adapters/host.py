@@ -12,6 +12,8 @@ import contextlib
 import os
 from pathlib import Path
 
+import aiofiles
+
 from mockaccel_common.cdi import write_spec
 from mockaccel_common.errors import SysfsError
 from mockaccel_common.model import Device
@@ -82,8 +84,13 @@ class Host:
     async def our_specs(self) -> set[str]:
         return await asyncio.to_thread(self._our_specs_sync)
 
-    def spec_path(self, file_name: str) -> Path:
-        return self.cdi_dir / file_name
+    async def read_spec(self, file_name: str) -> bytes | None:
+        """A spec file's bytes (None when it is missing or unreadable), read without blocking the loop."""
+        try:
+            async with aiofiles.open(self.cdi_dir / file_name, "rb") as file:
+                return await file.read()
+        except OSError:
+            return None
 
     def device_exists(self, name: str) -> bool:
         return (self.sysfs_root / abi.CLASS_DIR / name).is_dir()

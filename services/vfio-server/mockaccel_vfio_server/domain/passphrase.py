@@ -17,7 +17,6 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from mockaccel_common.regmap import WORDLIST_WORDS
 from mockaccel_vfio_server.errors import WordlistError
@@ -41,13 +40,13 @@ class Wordlist:
                 raise WordlistError(f"{self.source}: line {number} is not a lower-case word: {word!r}")
 
     @classmethod
-    def load(cls, path: Path) -> Wordlist:
-        """Read one word per line (the format of docs/abi.md §5.6)."""
+    def parse(cls, data: bytes, source: str) -> Wordlist:
+        """One ASCII word per line (the format of docs/abi.md §5.6); ``source`` names it in errors."""
         try:
-            text = path.read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WordlistError(f"cannot read wordlist {path}: {exc}") from exc
-        return cls(tuple(text.splitlines()), str(path))
+            text = data.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise WordlistError(f"{source}: not ASCII: {exc}") from exc
+        return cls(tuple(text.splitlines()), source)
 
 
 def unbiased_index(n: int, randbits: RandBits = secrets.randbits) -> int:

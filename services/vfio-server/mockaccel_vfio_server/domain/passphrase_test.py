@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from mockaccel_vfio_server.adapters.wordlist_file import read_wordlist
 from mockaccel_vfio_server.domain.passphrase import Wordlist, choose_words, unbiased_index
 from mockaccel_vfio_server.errors import WordlistError
 
@@ -38,13 +39,17 @@ def test_choose_words_draws_independently() -> None:
     [("abc\n" * 7775, "7775 words"), ("abc\n" * 7775 + "Bad\n", "line 7776"), ("", "0 words")],
     ids=["short", "uppercase", "empty"],
 )
-def test_malformed_wordlists_are_refused(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "words.txt"
-    path.write_text(text)
+def test_malformed_wordlists_are_refused(text: str, message: str) -> None:
     with pytest.raises(WordlistError, match=message):
-        Wordlist.load(path)
+        Wordlist.parse(text.encode(), "words.txt")
 
 
-def test_missing_wordlist_is_a_wordlist_error(tmp_path: Path) -> None:
-    with pytest.raises(WordlistError, match="cannot read"):
-        Wordlist.load(tmp_path / "absent.txt")
+def test_a_non_ascii_wordlist_is_refused() -> None:
+    with pytest.raises(WordlistError, match="words.txt: not ASCII"):
+        Wordlist.parse(b"abc\n" * 7775 + "caf\u00e9\n".encode(), "words.txt")
+
+
+@pytest.mark.asyncio
+async def test_missing_wordlist_file_is_a_wordlist_error(tmp_path: Path) -> None:
+    with pytest.raises(WordlistError, match="cannot read wordlist"):
+        await read_wordlist(tmp_path / "absent.txt")

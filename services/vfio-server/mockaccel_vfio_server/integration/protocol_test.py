@@ -58,7 +58,7 @@ def test_config_space_identity(server: RunningServer) -> None:
 
 def test_every_register_reads_as_the_device_model_says(server: RunningServer) -> None:
     identity = Identity(uuid.UUID(TEST_UUID), MEMORY, 3, rm.DEFAULT_VF_MEMORY)
-    model = Device(identity, Wordlist.load(require("MOCKACCEL_WORDLIST")))
+    model = Device(identity, Wordlist.parse(require("MOCKACCEL_WORDLIST").read_bytes(), "wordlist"))
     with VfioUserClient(server.socket) as client:
         for offset in range(0, rm.BAR0_SIZE, 4):
             assert client.read_int(BAR0, offset, 4) == model.read(offset, 4), hex(offset)
@@ -110,7 +110,7 @@ def test_guest_errors_fail_with_einval_and_the_server_lives_on(
 
 
 def test_passphrase_engine(server: RunningServer) -> None:
-    words = set(Wordlist.load(require("MOCKACCEL_WORDLIST")).words)
+    words = set(Wordlist.parse(require("MOCKACCEL_WORDLIST").read_bytes(), "wordlist").words)
     with VfioUserClient(server.socket) as client:
         client.write_int(BAR0, OFF["PASSPHRASE_LENGTH"], 5)
         client.write_int(BAR0, OFF["PASSPHRASE_CMD"], 1)
