@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from grpclib.client import Channel
 
@@ -61,14 +62,19 @@ class KubeletClient:
     def _api(version: str) -> ModuleType:
         return {"v1": dra_v1, "v1beta1": dra_v1beta1}[version]
 
-    async def prepare(self, claims: Sequence[ClaimRef], version: str = "v1") -> dict[str, PrepareAnswer]:
+    async def _call(self, version: str, method: str, claims: Sequence[ClaimRef]) -> Any:
+        """One DRA call (``node_prepare_resources`` or ``node_unprepare_resources``) in ``version``."""
         api = self._api(version)
-        request = api.NodePrepareResourcesRequest(
-            claims=[api.Claim(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
-        )
-        response = await api.DraPluginStub(await self._dra_channel()).node_prepare_resources(
-            request, timeout=self.timeout
-        )
+        wire_claims = [api.Claim(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
+        request_type = {
+            "node_prepare_resources": api.NodePrepareResourcesRequest,
+            "node_unprepare_resources": api.NodeUnprepareResourcesRequest,
+        }[method]
+        stub = api.DraPluginStub(await self._dra_channel())
+        return await getattr(stub, method)(request_type(claims=wire_claims), timeout=self.timeout)
+
+    async def prepare(self, claims: Sequence[ClaimRef], version: str = "v1") -> dict[str, PrepareAnswer]:
+        response = await self._call(version, "node_prepare_resources", claims)
         return {
             uid: PrepareAnswer(
                 error=entry.error,
@@ -80,13 +86,7 @@ class KubeletClient:
         }
 
     async def unprepare(self, claims: Sequence[ClaimRef], version: str = "v1") -> dict[str, str]:
-        api = self._api(version)
-        request = api.NodeUnprepareResourcesRequest(
-            claims=[api.Claim(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
-        )
-        response = await api.DraPluginStub(await self._dra_channel()).node_unprepare_resources(
-            request, timeout=self.timeout
-        )
+        response = await self._call(version, "node_unprepare_resources", claims)
         return {uid: entry.error for uid, entry in response.claims.items()}
 
     async def watch_health(self) -> AsyncGenerator[tuple[DeviceHealth, ...], None]:
