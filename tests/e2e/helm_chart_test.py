@@ -63,7 +63,8 @@ def test_each_service_runs_its_own_image_entry_point(control_plane: ControlPlane
     """tools/images builds localhost/mock-accel-<component>:<appVersion>; its ENTRYPOINT is the pex."""
     default = container(render(control_plane), component)
     assert default["image"] == f"localhost/mock-accel-{component}:{app_version()}"
-    assert "command" not in default and "args" not in default
+    assert "command" not in default
+    assert "args" not in default
     retagged = container(render(control_plane, "image.tag=dev"), component)
     assert retagged["image"] == f"localhost/mock-accel-{component}:dev"
 

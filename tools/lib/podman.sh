@@ -50,6 +50,7 @@ debian_base_image() {
 		return 0
 	fi
 	log "mmdebstrap --variant=$variant $* $suite ($packages) | podman import $image"
+	local started=$SECONDS
 	mmdebstrap --quiet --variant="$variant" --include="$packages" "$@" \
 		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
 		--dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -57,6 +58,7 @@ debian_base_image() {
 		podman import --change "LABEL mock-accel.packages=$key" \
 			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 			- "$image" >&2
+	log "$image bootstrapped in $((SECONDS - started)) s"
 }
 
 # Start podman's Docker-compatible API service unless one already answers on
