@@ -105,7 +105,9 @@ def assert_labelled(box: DockerContainer) -> None:
 
 
 def json_events(box: DockerContainer) -> list[dict[str, Any]]:
-    stdout, _ = box.get_logs()
+    """The service's JSON log events; pex warnings (e.g. an unwritable PEX_ROOT) fail the test."""
+    stdout, stderr = box.get_logs()
+    assert b"PEXWarning" not in stderr, stderr.decode()
     return [json.loads(line) for line in stdout.decode().splitlines() if line.startswith("{")]
 
 
