@@ -77,6 +77,7 @@ def short_dir(prefix: str, owner: int | None = None) -> Iterator[Path]:
 
 
 def container(name: str, **env: str) -> DockerContainer:
+    assert os.environ.get("DOCKER_HOST"), "DOCKER_HOST is not set: tools/test starts podman's Docker API and sets it"
     box = DockerContainer(name, network_mode="host")
     for key, value in env.items():
         box.with_env(key, value)
