@@ -40,12 +40,33 @@ def render(control_plane: ControlPlane, *values: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def container_env(objects: list[dict[str, Any]], component: str) -> dict[str, dict[str, Any]]:
+def container(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
     (daemonset,) = (
         o for o in objects if o["kind"] == "DaemonSet" and o["metadata"]["name"].endswith(f"-{component}")
     )
-    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
-    return {entry["name"]: entry for entry in container["env"]}
+    (found,) = daemonset["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = found
+    return result
+
+
+def container_env(objects: list[dict[str, Any]], component: str) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container(objects, component)["env"]}
+
+
+def app_version() -> str:
+    version: str = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    return version
+
+
+@pytest.mark.parametrize("component", ["controller", "node-agent"])
+def test_each_service_runs_its_own_image_entry_point(control_plane: ControlPlane, component: str) -> None:
+    """tools/images builds localhost/mock-accel-<component>:<appVersion>; its ENTRYPOINT is the pex."""
+    default = container(render(control_plane), component)
+    assert default["image"] == f"localhost/mock-accel-{component}:{app_version()}"
+    assert "command" not in default
+    assert "args" not in default
+    retagged = container(render(control_plane, "image.tag=dev"), component)
+    assert retagged["image"] == f"localhost/mock-accel-{component}:dev"
 
 
 @pytest.mark.parametrize(

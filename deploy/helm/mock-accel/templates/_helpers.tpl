@@ -9,8 +9,9 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The image of one component: (dict "root" $ "image" .Values.<component>.image). */}}
 {{- define "mock-accel.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ .image.repository }}:{{ .image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
 
 {{- define "mock-accel.pluginDir" -}}
