@@ -10,7 +10,7 @@ read ID; at the end the server process is still the one we started, logged no
 Bounded: the cases are generated from a fixed seed (``FUZZ_SEED``, printed),
 the server runs with short negotiation and I/O deadlines, and every socket is
 a loopback Unix socket in a folder this test created. The case count and the
-duration are printed and recorded as test properties.
+duration are printed (``pants test --output=all`` shows them).
 """
 
 from __future__ import annotations
@@ -70,14 +70,12 @@ TOTALS: dict[str, tuple[int, float]] = {}
 
 
 @pytest.mark.parametrize("kind", list(GENERATORS), ids=list(GENERATORS))
-def test_fuzz(server: RunningServer, kind: str, record_property: Callable[[str, object], None]) -> None:
+def test_fuzz(server: RunningServer, kind: str) -> None:
     before = open_fds(server.process.process.pid)
     started = time.monotonic()
     played = play(server, GENERATORS[kind](random.Random(f"{FUZZ_SEED}-{kind}")))
     took = time.monotonic() - started
     TOTALS[kind] = (played, took)
-    record_property("fuzz_cases", played)
-    record_property("fuzz_seconds", round(took, 2))
     print(f"fuzz {kind}: {played} cases in {took:.1f} s (seed {FUZZ_SEED})")
     assert open_fds(server.process.process.pid) <= before + 2, "the server leaks file descriptors"
     assert not [e for e in server.process.events if e.get("event") == "service_failed"]
@@ -127,12 +125,10 @@ def test_many_clients_at_once_are_served_one_after_another(server: RunningServer
     assert len(results) == 40
 
 
-def test_summary(server: RunningServer, record_property: Callable[[str, object], None]) -> None:
+def test_summary(server: RunningServer) -> None:
     """Runs last: the total, for the record (and the server is still the one we started)."""
     cases = sum(n for n, _ in TOTALS.values())
     seconds = sum(t for _, t in TOTALS.values())
-    record_property("fuzz_cases_total", cases)
-    record_property("fuzz_seconds_total", round(seconds, 1))
     print(f"fuzz total: {cases} cases in {seconds:.1f} s (seed {FUZZ_SEED})")
     assert server.process.process.poll() is None
     served = server.control("state")["state"]["clients_served"]
