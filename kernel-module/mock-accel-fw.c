@@ -129,18 +129,26 @@ static void mock_accel_wordlist_install(struct mock_accel_wordlist *wl)
 		mock_accel_wordlist_put(old);
 }
 
-static int mock_accel_fw_apply(struct device *dev, const struct firmware *fw)
+/*
+ * Install the wordlist parsed from @fw. On failure, @keep_old decides whether
+ * the current wordlist stays: the first-probe request completes at an
+ * arbitrary later time, possibly after load_wordlist installed a good list,
+ * and must never replace that list with nothing.
+ */
+static int mock_accel_fw_apply(struct device *dev, const struct firmware *fw, bool keep_old)
 {
 	struct mock_accel_wordlist *wl;
 
 	if (!fw) {
-		mock_accel_wordlist_install(NULL);
+		if (!keep_old)
+			mock_accel_wordlist_install(NULL);
 		return -ENOENT;
 	}
 	wl = mock_accel_wordlist_parse(dev, fw);
 	release_firmware(fw);
 	if (IS_ERR(wl)) {
-		mock_accel_wordlist_install(NULL);
+		if (!keep_old)
+			mock_accel_wordlist_install(NULL);
 		return PTR_ERR(wl);
 	}
 	mock_accel_wordlist_install(wl);
@@ -151,10 +159,12 @@ static int mock_accel_fw_apply(struct device *dev, const struct firmware *fw)
 static void mock_accel_fw_loaded(const struct firmware *fw, void *context)
 {
 	struct device *dev = context;
+	int ret;
 
-	if (mock_accel_fw_apply(dev, fw))
-		dev_warn(dev, "no %s: passphrase ioctls fail until load_wordlist succeeds\n",
-			 MOCK_ACCEL_FIRMWARE_WORDLIST);
+	ret = mock_accel_fw_apply(dev, fw, true);
+	if (ret)
+		dev_warn(dev, "%s not loaded (%d): passphrase ioctls fail until load_wordlist succeeds\n",
+			 MOCK_ACCEL_FIRMWARE_WORDLIST, ret);
 }
 
 /* At the first probe: the request holds a reference on @dev and on the module. */
@@ -191,7 +201,7 @@ int mock_accel_fw_reload(struct device *dev)
 		mock_accel_wordlist_install(NULL);
 		return ret;
 	}
-	return mock_accel_fw_apply(dev, fw);
+	return mock_accel_fw_apply(dev, fw, false);
 }
 
 /* @words from @wl, chosen uniformly (get_random_u32_below), joined by @sep. */

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +44,30 @@ _REGION_ACCESS = struct.Struct("<QII")  # offset, region, count
 _REGION_INFO = struct.Struct("<IIIIQQ")  # argsz, flags, index, cap_offset, size, offset
 _DEVICE_INFO = struct.Struct("<IIII")  # argsz, flags, num_regions, num_irqs
 _IRQ_SET = struct.Struct("<IIIII")  # argsz, flags, index, start, count
+
+
+def connect_unix(path: Path, timeout: float) -> socket.socket:
+    """Connect, retrying while the listen backlog is full, until ``timeout``.
+
+    libvfio-user listens with a backlog of 0 and serves one client at a time:
+    while it is busy, a connect on a socket with a timeout (non-blocking inside
+    Python) fails with EAGAIN instead of waiting, so we wait here.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            return sock
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)  # poll interval of the retry loop, bounded by the deadline above
+        except BaseException:
+            sock.close()
+            raise
 
 
 class VfioUserError(OSError):
@@ -85,10 +110,7 @@ class VfioUserClient:
         self.close()
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self._timeout)
-        sock.connect(str(self._path))
-        self._sock = sock
+        self._sock = connect_unix(self._path, self._timeout)
         caps = json.dumps({"capabilities": {"max_msg_fds": 8, "max_data_xfer_size": 1048576}}).encode() + b"\0"
         reply = self._call(VERSION, struct.pack("<HH", 0, 1) + caps)
         major, minor = struct.unpack_from("<HH", reply)

@@ -25,7 +25,7 @@ from mockaccel_vfio_server.domain.control import ControlApi
 from mockaccel_vfio_server.domain.device import Device, Identity
 from mockaccel_vfio_server.domain.faults import Faults
 from mockaccel_vfio_server.domain.passphrase import Wordlist
-from mockaccel_vfio_server.server import VfioServer
+from mockaccel_vfio_server.server import Limits, VfioServer
 from mockaccel_vfio_server.settings import Settings
 
 log = get_logger("mockaccel_vfio_server")
@@ -53,10 +53,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         assert settings.libvfio_user_prefix is not None  # checked by Settings
         binding = await asyncio.to_thread(load_binding, settings.libvfio_user_prefix, settings.cffi_cache_dir)
         socket_path = Path(settings.socket_path)
-        await asyncio.to_thread(claim_socket_path, socket_path)
+        stack.enter_context(await asyncio.to_thread(claim_socket_path, socket_path))
         vfu_level = logging.DEBUG if settings.log_level == "debug" else logging.INFO
         vfu = stack.enter_context(VfuContext(binding, socket_path, log_level=vfu_level))
-        server = VfioServer(vfu, device, faults)
+        limits = Limits(negotiation_timeout=settings.negotiation_timeout, io_timeout=settings.io_timeout)
+        server = VfioServer(vfu, device, faults, limits=limits)
         server.describe()
         log.info(
             "device_configured",

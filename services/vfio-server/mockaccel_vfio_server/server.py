@@ -1,27 +1,51 @@
 """Serve the device on its vfio-user socket from the asyncio loop, one client after another.
 
-Why event-driven: blocking ``vfu_run_ctx`` would stall the loop (no signals,
-no control API). The context is non-blocking (ATTACH_NB), and the loop watches
-its poll fd with ``loop.add_reader``. That fd changes: it is the listening
-socket before a client attaches, the connection while one is attached, and the
-listening socket again after the client leaves (ENOTCONN). So after every
-state change the reader moves to the current fd. One process thereby serves
-any number of QEMU runs in a row.
+No client can crash or stall this loop. How, given what libvfio-user does:
 
-Each readiness runs at most ``burst`` messages and then returns to the loop
-(the fd is still readable, so the loop calls back at once): a client that
-floods the socket cannot starve signal handling or the control API.
+- **Readiness follows the library's fd lifecycle.** libvfio-user closes the
+  connection fd itself when a client goes away, and its poll fd changes
+  (listening socket, connection, listening socket again). uvloop aborts the
+  process (SIGABRT in libuv's epoll bookkeeping) if a watched fd is closed
+  behind its back. So the loop watches an fd only while *awaiting* readiness
+  (``_readable``): the reader is added after the library hands out the fd and
+  removed before any library call that could close it. No fd number is ever
+  compared with an earlier one: state changes are known from return values.
+- **Attach runs in a worker thread with a deadline.** ``vfu_attach_ctx`` with
+  ATTACH_NB accepts without blocking but then reads the VERSION negotiation
+  with blocking calls: a silent client would hold the loop. The one worker
+  thread is the only user of the context while it runs (no client is attached,
+  so nothing else calls the library). At the deadline, or on shutdown, the
+  half-open connection is shut down (``shutdown(2)``, never ``close``: the fd is
+  the library's), which ends the blocked read; the thread is always awaited.
+- **Every client error ends only that client.** Any ``vfu_run_ctx`` error
+  other than ENOTCONN (a lost connection, already handled by the library)
+  shuts the connection down and drains it, so the library's next read sees
+  end-of-file, detaches and resets the device. Under uvloop the connection is
+  non-blocking (libuv's ``uv_poll_init`` sets O_NONBLOCK on the watched file
+  description), so a body that never comes, or a client that never reads its
+  replies, costs an EAGAIN error reply rather than a wait. Whatever the loop,
+  the connection also gets receive and send timeouts, and a ``vfu_run_ctx``
+  call that still took ``io_timeout`` ends the client. Errors of the listening socket that say "no fds left" (EMFILE…)
+  back off instead of spinning; only errors that mean the listening socket
+  itself is broken stop the process.
 
+Each readiness runs at most ``burst`` messages and then returns to the loop,
+so a flooding client cannot starve signal handling or the control API.
 Region callbacks run synchronously inside ``vfu_run_ctx`` on the loop thread;
-they are short (a slice copy or a register decode), except for the injected
-``slow`` fault, which sleeps there on purpose (capped, see faults.py).
+they are short, except the injected ``slow`` fault (capped, see faults.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import errno
+import os
+import socket
+import struct
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from mockaccel_common.logging import get_logger
@@ -40,29 +64,42 @@ from mockaccel_vfio_server.errors import GuestError
 log = get_logger("mockaccel_vfio_server.server")
 
 DEFAULT_BURST = 64
-# errnos of vfu_attach_ctx that mean the listening socket itself is broken.
-# Anything else concerns one client (it vanished or spoke garbage during
-# negotiation, e.g. another server probing whether this one is alive).
-_FATAL_ATTACH_ERRNOS = {errno.EBADF, errno.ENOTSOCK, errno.EFAULT, errno.ENOMEM, errno.EOPNOTSUPP}
+# errnos of vfu_attach_ctx that mean the listening socket itself is broken. Anything else
+# (EINVAL, EFAULT for fds sent with VERSION, EPROTO...) concerns one client that spoke garbage during negotiation.
+_FATAL_ATTACH_ERRNOS = {errno.EBADF, errno.ENOTSOCK, errno.EOPNOTSUPP}
+# errnos of accept() that mean "out of resources for now": back off, the client waits in the backlog.
+_BACKOFF_ATTACH_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_BACKOFF_MIN_S = 0.05
+_BACKOFF_MAX_S = 1.0
+_END_CLIENT_ATTEMPTS = 16
+_DRAIN_LIMIT = 1 << 22
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-client bounds (seconds): VERSION negotiation, and one blocking read or write."""
+
+    negotiation_timeout: float = 2.0
+    io_timeout: float = 1.0
+    burst: int = DEFAULT_BURST
 
 
 class VfioServer:
     """Bridges a ``Device`` and ``Faults`` to one ``VfuContext`` and serves it."""
 
-    def __init__(self, vfu: VfuContext, device: Device, faults: Faults, *, burst: int = DEFAULT_BURST) -> None:
+    def __init__(self, vfu: VfuContext, device: Device, faults: Faults, *, limits: Limits | None = None) -> None:
         self._vfu = vfu
         self._device = device
         self._faults = faults
-        self._burst = burst
+        self._limits = limits or Limits()
         self._attached = False
         self._ready_logged = False
-        self._fd: int | None = None
         self._irq_line = False
         self._clients = 0
+        self._clients_ended = 0
         self._guest_reads = 0
         self._guest_writes = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._failed: asyncio.Future[None] | None = None
+        self._listen_fd = -1
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
@@ -72,21 +109,37 @@ class VfioServer:
         return {
             "client_attached": self._attached,
             "clients_served": self._clients,
+            "clients_ended": self._clients_ended,
             "guest_reads": self._guest_reads,
             "guest_writes": self._guest_writes,
             "faults": self._faults.as_dict(),
         }
 
     async def serve(self) -> None:
-        """Serve until cancelled; raises if the context fails beyond one client's connection."""
-        self._loop = asyncio.get_running_loop()
-        self._failed = self._loop.create_future()
-        self._watch()
-        log.info("server_listening", poll_fd=self._fd)
-        try:
-            await self._failed
-        finally:
-            self._unwatch()
+        """Serve clients one after another until cancelled; raises if the listening socket breaks."""
+        self._listen_fd = self._vfu.poll_fd  # stable: the library closes it only in vfu_destroy_ctx
+        log.info("server_listening", poll_fd=self._listen_fd)
+        # One thread, so attach never waits behind other work in the default executor.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfu-attach") as worker:
+            backoff = _BACKOFF_MIN_S
+            while True:
+                await self._readable(self._listen_fd)
+                try:
+                    attached = await self._attach(worker)
+                except VfuError as exc:
+                    if exc.errno not in _BACKOFF_ATTACH_ERRNOS:
+                        raise
+                    log.warning("accept_failed", error=exc.strerror, errno=exc.errno, retry_in_s=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    continue
+                backoff = _BACKOFF_MIN_S
+                if attached:
+                    try:
+                        await self._serve_client()
+                    finally:
+                        self._attached = False
+                        self._irq_line = False
 
     # -- device changes made outside a guest access (control API) -----------
 
@@ -96,59 +149,133 @@ class VfioServer:
 
     # -- the loop side -------------------------------------------------------
 
-    def _watch(self) -> None:
-        """Point the reader at the context's current poll fd."""
-        assert self._loop is not None
-        fd = self._vfu.poll_fd
-        if fd != self._fd:
-            self._unwatch()
-            self._loop.add_reader(fd, self._on_readable)
-            self._fd = fd
+    async def _readable(self, fd: int) -> None:
+        """Wait until ``fd`` is readable; the reader exists only during this await."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
 
-    def _unwatch(self) -> None:
-        if self._fd is not None and self._loop is not None:
-            self._loop.remove_reader(self._fd)
-        self._fd = None
+        def on_ready() -> None:
+            if not ready.done():
+                ready.set_result(None)
 
-    def _on_readable(self) -> None:
+        loop.add_reader(fd, on_ready)
         try:
-            if not self._attached:
-                self._try_attach()
-            else:
-                self._run_burst()
-        except VfuError as exc:
-            log.error("vfio_user_failed", error=str(exc), errno=exc.errno)
-            self._unwatch()
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(exc)
+            await ready
+        finally:
+            loop.remove_reader(fd)
 
-    def _try_attach(self) -> None:
+    async def _attach(self, worker: concurrent.futures.Executor) -> bool:
+        """Accept and negotiate in ``worker``, bounded by the negotiation deadline."""
+        loop = asyncio.get_running_loop()
+        pending = loop.run_in_executor(worker, self._vfu.attach)
         try:
-            if not self._vfu.attach():
-                return  # EAGAIN: the connection went away before we accepted it
+            async with asyncio.timeout(self._limits.negotiation_timeout):
+                accepted = await asyncio.shield(pending)
+        except TimeoutError:
+            self._abort_negotiation()
+            try:
+                await pending
+            except VfuError as exc:
+                log.warning("client_negotiation_timeout", error=exc.strerror, errno=exc.errno)
+                return False
+            accepted = True  # negotiated just as the deadline passed: serve it
+        except asyncio.CancelledError:
+            self._abort_negotiation()
+            with contextlib.suppress(VfuError):
+                await pending
+            raise
         except VfuError as exc:
-            if exc.errno in _FATAL_ATTACH_ERRNOS:
+            if exc.errno in _FATAL_ATTACH_ERRNOS or exc.errno in _BACKOFF_ATTACH_ERRNOS:
                 raise
-            log.warning("client_negotiation_failed", error=str(exc), errno=exc.errno)
-            self._watch()
-            return
+            log.warning("client_negotiation_failed", error=exc.strerror, errno=exc.errno)
+            return False
+        if not accepted:
+            return False  # EAGAIN: the connection went away before we accepted it
         self._attached = True
         self._clients += 1
         log.info("client_attached", client=self._clients)
         if not self._ready_logged:
             self._ready_logged = True
             log.info("server_ready")
-        self._watch()
-        self._run_burst()  # the client may already have sent its first requests
+        self._on_connection(self._set_io_timeouts)
+        return True
 
-    def _run_burst(self) -> None:
+    async def _serve_client(self) -> None:
+        """Run the attached client's messages until it leaves or is ended."""
+        io_timeout = self._limits.io_timeout
+        while True:
+            await self._readable(self._vfu.poll_fd)
+            started = time.monotonic()
+            try:
+                self._vfu.run(max_messages=self._limits.burst)
+            except VfuDisconnected:
+                log.info("client_detached", client=self._clients)
+                return
+            except VfuError as exc:
+                self._end_client("error", error=exc.strerror, errno=exc.errno)
+                return
+            if time.monotonic() - started >= io_timeout:
+                self._end_client("stalled the loop", took_s=round(time.monotonic() - started, 3))
+                return
+
+    def _end_client(self, reason: str, **details: Any) -> None:
+        """End the attached client: shut its connection down, drain it, let the library detach."""
+        self._clients_ended += 1
+        log.warning("client_ended", client=self._clients, reason=reason, **details)
+        self._on_connection(_shutdown_and_drain)
+        for _ in range(_END_CLIENT_ATTEMPTS):
+            try:
+                self._vfu.run(max_messages=1)
+            except VfuDisconnected:
+                log.info("client_detached", client=self._clients)
+                return
+            except VfuError:
+                continue  # a message still queued before the end of input; the next read sees EOF
+        raise VfuError(errno.EIO, "libvfio-user did not detach a client whose connection was shut down")
+
+    def _on_connection(self, action: Any) -> None:
+        """Run ``action(sock)`` on a duplicate of the attached connection (the library keeps its fd)."""
+        fd = self._vfu.poll_fd
+        if fd == self._listen_fd:
+            return  # already detached
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            action(sock)
+
+    def _abort_negotiation(self) -> None:
+        """Shut down the connection the worker thread negotiates on, so its blocking read returns.
+
+        Called while the worker may be inside ``vfu_attach_ctx``: reading the
+        poll fd is a plain field read. The fd may have been closed (and its
+        number reused) in between, so the duplicate is checked to be a
+        connection accepted on our listening socket before it is shut down.
+        """
+        fd = self._vfu.poll_fd
+        if fd < 0 or fd == self._listen_fd:
+            return
         try:
-            self._vfu.run(max_messages=self._burst)
-        except VfuDisconnected:
-            self._attached = False
-            self._irq_line = False
-            log.info("client_detached", client=self._clients)
-            self._watch()
+            dup = os.dup(fd)
+        except OSError:
+            return
+        with socket.socket(fileno=dup) as sock:
+            try:
+                ours = (
+                    sock.family == socket.AF_UNIX
+                    and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and sock.getsockname() == os.fsdecode(self._vfu.socket_path)
+                )
+            except OSError:
+                ours = False
+            if ours:
+                log.warning("client_negotiation_aborted", deadline_s=self._limits.negotiation_timeout)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _set_io_timeouts(self, sock: socket.socket) -> None:
+        seconds = int(self._limits.io_timeout)
+        micros = int((self._limits.io_timeout - seconds) * 1_000_000)
+        timeval = struct.pack("@ll", seconds, micros)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
     # -- libvfio-user callbacks (synchronous, on the loop thread) -----------
 
@@ -199,3 +326,20 @@ class VfioServer:
         except VfuError as exc:
             # ENOENT: the client has not set up INTx yet (guest driver not bound).
             log.info("intx_not_delivered", reason=exc.strerror, errno=exc.errno)
+
+
+def _shutdown_and_drain(sock: socket.socket) -> None:
+    """End input and output; discard what is queued (passed fds are closed by the kernel)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.setblocking(False)
+    drained = 0
+    while drained < _DRAIN_LIMIT:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        drained += len(chunk)
+

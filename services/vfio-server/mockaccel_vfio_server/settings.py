@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     control_socket: Path | None = setting(
         None, env="MOCKACCEL_CONTROL_SOCKET", help="Unix socket of the control API; empty: no control API."
     )
+    negotiation_timeout: float = setting(
+        2.0,
+        env="MOCKACCEL_NEGOTIATION_TIMEOUT",
+        help="Longest vfio-user VERSION negotiation; a client slower than this is disconnected.",
+        unit="s",
+    )
+    io_timeout: float = setting(
+        1.0,
+        env="MOCKACCEL_IO_TIMEOUT",
+        help="Longest blocking read or write on a client connection; a client that stalls one is disconnected.",
+        unit="s",
+    )
     libvfio_user_prefix: Path | None = setting(
         None, env="MOCKACCEL_LIBVFIO_USER_PREFIX", help="Install prefix of libvfio-user (tools/provision)."
     )
@@ -79,6 +91,9 @@ class Settings(BaseSettings):
                 raise SettingsError(f"{name}: {exc}") from exc
         if not 0 <= self.total_vfs <= rm.MAX_VFS:
             raise SettingsError(f"--total-vfs must be 0..{rm.MAX_VFS}, got {self.total_vfs}")
+        for name in ("negotiation_timeout", "io_timeout"):
+            if not 0 < getattr(self, name) <= 60:
+                raise SettingsError(f"{name} must be in (0, 60] seconds, got {getattr(self, name)}")
         if self.libvfio_user_prefix is None:
             raise SettingsError(
                 "MOCKACCEL_LIBVFIO_USER_PREFIX is not set: run tools/provision/libvfio-user.sh and export "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from mockaccel_common import regmap
 from mockaccel_conformance.target import Target
 
@@ -29,6 +31,22 @@ def test_reload_and_missing_firmware(target: Target) -> None:
         assert target.write_errno(pf, "load_wordlist", "1") == errno.ENOENT
         assert target.read(pf, "wordlist_loaded") == "0\n"
         assert target.read(pf, "wordlist_words") == "0\n"
+    finally:
+        target.restore_firmware()
+    target.write(pf, "load_wordlist", "1")
+    assert target.read(pf, "wordlist_loaded") == "1\n"
+
+
+@pytest.mark.parametrize(
+    "text", ["too few words\n", "word\n" * (regmap.WORDLIST_WORDS + 1)], ids=["few", "many"]
+)
+def test_malformed_firmware_is_einval(target: Target, text: str) -> None:
+    """A wordlist that exists but is not 7776 words: EINVAL (the driver's parse), not ENOENT."""
+    pf = target.node.pfs[1].name
+    target.corrupt_firmware(text)
+    try:
+        assert target.write_errno(pf, "load_wordlist", "1") == errno.EINVAL
+        assert target.read(pf, "wordlist_loaded") == "0\n"
     finally:
         target.restore_firmware()
     target.write(pf, "load_wordlist", "1")

@@ -102,7 +102,13 @@ class Target(abc.ABC):
     def restore_firmware(self) -> None:
         hidden = self.firmware_file.with_name(".hidden-" + self.firmware_file.name)
         if hidden.exists():
+            self.firmware_file.unlink(missing_ok=True)
             hidden.rename(self.firmware_file)
+
+    def corrupt_firmware(self, text: str) -> None:
+        """Replace the wordlist with ``text`` (undone by ``restore_firmware``)."""
+        self.hide_firmware()
+        self.firmware_file.write_text(text)
 
 
 class SimulatorTarget(Target):

@@ -17,12 +17,17 @@ BAD_STATUS_WRITES = [
     ("-1", errno.EINVAL),
     ("1 1", errno.EINVAL),
     ("0x", errno.EINVAL),
+    ("1\n\n", errno.EINVAL),  # kstrtoul takes one trailing newline, not two
+    ("+-1", errno.EINVAL),
+    (" 1", errno.EINVAL),
     ("4294967296", errno.ERANGE),
     ("0x100000000", errno.ERANGE),
 ]
 
 
-@pytest.mark.parametrize("text", ["1", "1\n", "0x1", "01"], ids=["dec", "dec-nl", "hex", "octal"])
+@pytest.mark.parametrize(
+    "text", ["1", "1\n", "0x1", "01", "+1", "+0x1\n"], ids=["dec", "dec-nl", "hex", "octal", "plus", "plus-hex-nl"]
+)
 def test_status_write_allocates_on_the_device(target: Target, text: str) -> None:
     pf = target.node.pfs[1].name
     target.write(pf, "status", text)

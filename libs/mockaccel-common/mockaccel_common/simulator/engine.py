@@ -158,11 +158,20 @@ class SimulatedNode:
         self._set_engine_attribute(dev_dir, "passphrase_length", abi.format_int(length), 0o644)
 
     def _wordlist(self) -> list[str] | None:
+        words, _ = self._load_wordlist()
+        return words
+
+    def _load_wordlist(self) -> tuple[list[str] | None, int]:
+        """The words, or None and the driver's errno: ENOENT if missing, EINVAL if malformed."""
         try:
             words = (self.root / WORDLIST_FILE).read_text(encoding="ascii").split()
-        except OSError:
-            return None
-        return words if len(words) == regmap.WORDLIST_WORDS else None
+        except FileNotFoundError:
+            return None, errno.ENOENT
+        except (OSError, UnicodeDecodeError):
+            return None, errno.EINVAL
+        if len(words) != regmap.WORDLIST_WORDS:
+            return None, errno.EINVAL
+        return words, 0
 
     def _write_passphrase_generate(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         abi.parse_trigger_write(text, path)
@@ -179,14 +188,16 @@ class SimulatedNode:
     def _write_load_wordlist(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         """Reload the one wordlist every function shares, as the driver does."""
         abi.parse_trigger_write(text, path)
-        words = self._wordlist()
+        words, err = self._load_wordlist()
         count = len(words) if words else 0
         for device in os.listdir(self.root / abi.CLASS_DIR):
             device_dir = self.root / abi.CLASS_DIR / device
             tree.write_attribute(device_dir / "wordlist_loaded", "1\n" if count else "0\n")
             tree.write_attribute(device_dir / "wordlist_words", abi.format_int(count))
-        if not count:
+        if err == errno.ENOENT:
             raise SysfsError("firmware mock-accel-wordlist.txt not found", path=path, errno=errno.ENOENT)
+        if err:
+            raise SysfsError("firmware mock-accel-wordlist.txt is malformed", path=path, errno=err)
 
     # --- what the device or the platform does ------------------------------
 

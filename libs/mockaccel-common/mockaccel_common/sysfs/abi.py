@@ -143,14 +143,17 @@ def parse_version(text: str) -> str:
 
 # --- the kernel's write rules -----------------------------------------------
 
-_KSTRTOUL_RE = re.compile(r"^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?$")
+# The kernel's grammar (lib/kstrtox.c): an optional '+', base-0 digits, at most one
+# trailing newline. \Z, not $: Python's $ also matches before a final newline, which
+# made "1\n\n" valid here while the kernel refuses it.
+_KSTRTOUL_RE = re.compile(r"\A\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\n?\Z")
 
 
 def kstrtoul(text: str, limit: int, path: str = "") -> int:
     """Parse like the kernel's kstrtoul(base 0): one number, one optional newline."""
     if not _KSTRTOUL_RE.match(text):
         raise SysfsError(f"invalid number {text!r}", path=path, errno=errno.EINVAL)
-    body = text.rstrip("\n")
+    body = text.removesuffix("\n").removeprefix("+")
     if body.lower().startswith("0x"):
         value = int(body, 16)
     elif len(body) > 1 and body.startswith("0"):

@@ -41,6 +41,7 @@ from typing import Any
 
 from mockaccel_common.logging import get_logger
 from mockaccel_vfio_server.adapters._vfu_build import Binding, load_binding
+from mockaccel_vfio_server.adapters.socket_path import make_private, private_umask
 
 __all__ = [
     "AccessRefused",
@@ -192,16 +193,19 @@ class VfuContext:
         # C holds raw pointers to these; they must outlive vfu_destroy_ctx.
         self._keepalive: list[Any] = []
         self._handle = self._ffi.new_handle(self)
-        ctx = self._lib.vfu_create_ctx(
-            self._lib.VFU_TRANS_SOCK,
-            os.fsencode(socket_path),
-            self._lib.LIBVFIO_USER_FLAG_ATTACH_NB,
-            self._handle,
-            self._lib.VFU_DEV_TYPE_PCI,
-        )
+        with private_umask():  # the socket gives full control of the device: 0600, whatever the umask
+            ctx = self._lib.vfu_create_ctx(
+                self._lib.VFU_TRANS_SOCK,
+                os.fsencode(socket_path),
+                self._lib.LIBVFIO_USER_FLAG_ATTACH_NB,
+                self._handle,
+                self._lib.VFU_DEV_TYPE_PCI,
+            )
+            err = self._ffi.errno
         if ctx == self._ffi.NULL:
-            raise self._error(self._ffi.errno, "vfu_create_ctx")
+            raise self._error(err, "vfu_create_ctx")
         self._ctx = ctx
+        make_private(socket_path)
         self._setup_log(log_level)
 
     # -- lifecycle -----------------------------------------------------------
@@ -213,6 +217,10 @@ class VfuContext:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    @property
+    def socket_path(self) -> Path:
+        return self._socket_path
 
     @property
     def closed(self) -> bool:
