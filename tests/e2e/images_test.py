@@ -33,12 +33,13 @@ from testcontainers.core.container import DockerContainer
 
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
-from mockaccel_controller.e2e_support import device_names, list_slices, wait_until
 from mockaccel_node_agent.adapters.kubelet_grpc import check_liveness
-from mockaccel_node_agent.testbed import AgentDirs, kubeconfig_for, simulated_node
 from mockaccel_testing import ControlPlane, create_node
+from mockaccel_testing.controller import device_names, list_slices
 from mockaccel_testing.net import LOOPBACK, free_ports
-from mockaccel_vfio_server.cli import ControlClient
+from mockaccel_testing.node_agent import AgentDirs, kubeconfig_for, simulated_node
+from mockaccel_testing.polling import wait_until
+from mockaccel_vfio_server.adapters.control_client import ControlClient
 
 NONROOT = 65532
 STOP_WITHIN_S = 5.0
