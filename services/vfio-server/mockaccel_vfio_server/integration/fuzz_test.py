@@ -81,13 +81,18 @@ def test_fuzz(server: RunningServer, kind: str) -> None:
     assert not [e for e in server.process.events if e.get("event") == "service_failed"]
 
 
+# A blocked loop would hold the control API for the whole negotiation timeout (2 s);
+# an answer well inside it proves the loop is free, with room for a loaded 2-core machine.
+UNBLOCKED_S = 1.0
+
+
 def test_silent_clients_never_stall_the_control_api(server: RunningServer) -> None:
     silent = [fz.connect(server.socket) for _ in range(5)]
     try:
         for _ in range(10):
             started = time.monotonic()
             server.control("state")
-            assert time.monotonic() - started < 0.2
+            assert time.monotonic() - started < UNBLOCKED_S
     finally:
         for sock in silent:
             sock.close()
@@ -99,7 +104,7 @@ def test_a_silent_client_after_negotiation_is_served_next_to_the_control_api(ser
         fz.negotiate(idle)
         started = time.monotonic()
         server.control("state")
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < UNBLOCKED_S
         # An idle attached client is legitimate (QEMU idles for minutes): it keeps the device.
         assert server.control("state")["state"]["client_attached"] is True
     fz.assert_alive(server.socket, server.control_socket)
