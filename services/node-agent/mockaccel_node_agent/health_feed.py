@@ -18,6 +18,7 @@ log = get_logger("mockaccel_node_agent.health")
 
 WATCHED_ATTRIBUTES = ("health", "status")
 RESCAN_INTERVAL_S = 30.0
+INCOMPLETE_RETRY_S = 0.1
 
 
 class HealthFeed:
@@ -29,12 +30,18 @@ class HealthFeed:
         self.current: tuple[DeviceHealth, ...] = ()
         self.version = 0
         self._changed = asyncio.Condition()
+        self.incomplete = False
 
     async def refresh(self) -> bool:
-        """Re-read the devices; publish a new list if any device's health changed."""
+        """Re-read the devices; publish a new list if any device's health changed.
+
+        ``incomplete`` records whether a listed device could not be read: a
+        device that is still appearing (its attributes not all written yet).
+        """
         previous = {d.device: d for d in self.current}
-        devices = await self.host.scan()
-        updated = health_list(self.node, devices, previous, int(self.clock()))
+        scan = await self.host.scan_all()
+        self.incomplete = bool(scan.skipped)
+        updated = health_list(self.node, scan.devices, previous, int(self.clock()))
         if updated == self.current and self.version:
             return False
         async with self._changed:
@@ -53,7 +60,10 @@ class HealthFeed:
         """Refresh on every ``health``/``status`` change, and every ``rescan_interval`` seconds, forever.
 
         The rescan finds devices that appeared or vanished on real sysfs, where
-        inotify reports attribute notifications but not class devices.
+        inotify reports attribute notifications but not class devices. A device
+        that was listed but not readable yet (still appearing: only its health
+        and status files wake this loop) is looked at again after
+        ``INCOMPLETE_RETRY_S``, not after the whole rescan interval.
         """
         woken = asyncio.Event()
         watcher = SysfsWatcher(sysfs_root, lambda _reason: woken.set(), attributes=WATCHED_ATTRIBUTES)
@@ -62,8 +72,9 @@ class HealthFeed:
             log.info("watching_attributes", devices=len(watcher.watched_devices))
             await self.refresh()
             while True:
+                wait = INCOMPLETE_RETRY_S if self.incomplete else rescan_interval
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), rescan_interval)
+                    await asyncio.wait_for(woken.wait(), wait)
                 woken.clear()
                 await self.refresh()
         finally:

@@ -18,7 +18,7 @@ from mockaccel_common.cdi import write_spec
 from mockaccel_common.errors import SysfsError
 from mockaccel_common.model import Device
 from mockaccel_common.sysfs import abi
-from mockaccel_common.sysfs.reader import read_device, scan_devices
+from mockaccel_common.sysfs.reader import ScanResult, read_device, scan_devices
 from mockaccel_common.sysfs.writer import SysfsWriter
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, claim_spec, is_our_spec, spec_file_name
 from mockaccel_node_agent.errors import DeviceUnavailableError, PermanentError
@@ -47,6 +47,10 @@ class Host:
 
     async def scan(self) -> tuple[Device, ...]:
         return (await scan_devices(self.sysfs_root)).devices
+
+    async def scan_all(self) -> ScanResult:
+        """Every readable device, and the listed ones that could not be read (yet)."""
+        return await scan_devices(self.sysfs_root)
 
     async def set_allocated(self, name: str, allocated: bool) -> None:
         try:
