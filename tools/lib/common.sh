@@ -53,6 +53,20 @@ suite_apt() {
 	apt-get "${opts[@]}" "$@"
 }
 
+# Warm path of a component resolved per suite (tools/provision/{libvfio-user,qemu,
+# guest-kernel}.sh): the version folder remembered in COMPONENT_DIR/resolved-SUITE,
+# if its build completed. Prints the folder; fails when there is none (or with --refresh).
+# Usage: dir=$(remembered_build COMPONENT_DIR SUITE [ARGS...]) && { report "$dir"; exit 0; }
+remembered_build() {
+	local component_dir=$1 suite=$2 ver
+	shift 2
+	[ "${1:-}" = --refresh ] && return 1
+	[ -f "$component_dir/resolved-$suite" ] || return 1
+	ver=$(cat "$component_dir/resolved-$suite")
+	[ -f "$component_dir/$ver/.complete" ] || return 1
+	printf '%s\n' "$component_dir/$ver"
+}
+
 # Install Debian packages of the machine's own suite if any is missing.
 ensure_apt() {
 	local missing=()

@@ -17,17 +17,14 @@ set -euo pipefail
 # shellcheck source=tools/lib/common.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/common.sh"
 
-refresh=0
-[ "${1:-}" = --refresh ] && refresh=1
-
 COMPONENT_DIR="$MOCKACCEL_CACHE/checkpatch"
 RESOLVED="$COMPONENT_DIR/resolved-$GUEST_KERNEL_SUITE"
 FILES=(checkpatch.pl spelling.txt const_structs.checkpatch)
 
 report() { printf 'CHECKPATCH=%s\n' "$1/checkpatch.pl"; }
 
-if [ $refresh = 0 ] && [ -f "$RESOLVED" ] && [ -f "$COMPONENT_DIR/$(cat "$RESOLVED")/.complete" ]; then
-	report "$COMPONENT_DIR/$(cat "$RESOLVED")"
+if dir=$(remembered_build "$COMPONENT_DIR" "$GUEST_KERNEL_SUITE" "$@"); then
+	report "$dir"
 	exit 0
 fi
 

@@ -21,8 +21,6 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/common.sh"
 
 [ -n "${GUEST_KERNEL_SUITE:-}" ] || die "GUEST_KERNEL_SUITE is empty in tools/versions.env"
-refresh=0
-[ "${1:-}" = --refresh ] && refresh=1
 
 COMPONENT_DIR="$MOCKACCEL_CACHE/guest-kernel"
 RESOLVED="$COMPONENT_DIR/resolved-$GUEST_KERNEL_SUITE"
@@ -43,12 +41,9 @@ host_tools_present() {
 	done
 }
 
-if [ $refresh = 0 ] && [ -f "$RESOLVED" ] && host_tools_present; then
-	ver=$(cat "$RESOLVED")
-	if [ -f "$COMPONENT_DIR/$ver/.complete" ]; then
-		report "$COMPONENT_DIR/$ver"
-		exit 0
-	fi
+if host_tools_present && dir=$(remembered_build "$COMPONENT_DIR" "$GUEST_KERNEL_SUITE" "$@"); then
+	report "$dir"
+	exit 0
 fi
 
 ensure_apt "${HOST_TOOLS[@]}"

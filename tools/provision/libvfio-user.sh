@@ -21,8 +21,6 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/common.sh"
 
 [ -n "${LIBVFIO_USER_SUITE:-}" ] || die "LIBVFIO_USER_SUITE is empty in tools/versions.env"
-refresh=0
-[ "${1:-}" = --refresh ] && refresh=1
 
 COMPONENT_DIR="$MOCKACCEL_CACHE/libvfio-user"
 RESOLVED="$COMPONENT_DIR/resolved-$LIBVFIO_USER_SUITE"
@@ -36,12 +34,9 @@ report() {
 }
 
 # Warm path: a remembered resolution whose build completed.
-if [ $refresh = 0 ] && [ -f "$RESOLVED" ]; then
-	ver=$(cat "$RESOLVED")
-	if [ -f "$COMPONENT_DIR/$ver/.complete" ]; then
-		report "$COMPONENT_DIR/$ver"
-		exit 0
-	fi
+if dir=$(remembered_build "$COMPONENT_DIR" "$LIBVFIO_USER_SUITE" "$@"); then
+	report "$dir"
+	exit 0
 fi
 
 ensure_apt meson ninja-build pkg-config libjson-c-dev libcmocka-dev gcc libc6-dev xz-utils

@@ -18,8 +18,6 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)/common.sh"
 
 [ -n "${QEMU_SUITE:-}" ] || die "QEMU_SUITE is empty in tools/versions.env"
-refresh=0
-[ "${1:-}" = --refresh ] && refresh=1
 
 BASE_SUITE=${QEMU_SUITE%-backports}
 COMPONENT_DIR="$MOCKACCEL_CACHE/qemu"
@@ -32,12 +30,9 @@ report() {
 	printf 'QEMU=%s\n' "$dir/bin/qemu-system-x86_64"
 }
 
-if [ $refresh = 0 ] && [ -f "$RESOLVED" ]; then
-	ver=$(cat "$RESOLVED")
-	if [ -f "$COMPONENT_DIR/$ver/.complete" ]; then
-		report "$COMPONENT_DIR/$ver"
-		exit 0
-	fi
+if dir=$(remembered_build "$COMPONENT_DIR" "$QEMU_SUITE" "$@"); then
+	report "$dir"
+	exit 0
 fi
 
 [ "$(id -u)" = 0 ] || die "debootstrap needs root"
