@@ -34,18 +34,10 @@ from mockaccel_testing.controller import (
     running_controller,
 )
 from mockaccel_testing.polling import wait_until
+from mockaccel_testing.topologies import SMALL_NODE
 
 pytestmark = pytest.mark.asyncio
-TOPOLOGY = """
-[[node]]
-name = "n"
-[[node.pf]]
-numa_node = 0
-count = 2
-total_vfs = 4
-[[node.pf]]
-numa_node = -1
-"""
+TOPOLOGY = SMALL_NODE
 # PCI bus order numbers the PF without NUMA affinity (buses 0x01…) before NUMA 0's (0x11…).
 BASE = ["mock1", "mock2"]
 NONE = ["mock0"]

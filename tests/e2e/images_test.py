@@ -38,22 +38,14 @@ from mockaccel_testing import ControlPlane, create_node
 from mockaccel_testing.controller import device_names, list_slices
 from mockaccel_testing.net import LOOPBACK, free_ports
 from mockaccel_testing.node_agent import AgentDirs, kubeconfig_for, simulated_node
-from mockaccel_testing.polling import wait_until
+from mockaccel_testing.polling import wait_until, wait_until_sync
+from mockaccel_testing.topologies import SMALL_NODE
 from mockaccel_vfio_server.adapters.control_client import ControlClient
 
 NONROOT = 65532
 STOP_WITHIN_S = 5.0
 HEALTHY_WITHIN_S = 60.0
-TOPOLOGY = """
-[[node]]
-name = "n"
-[[node.pf]]
-numa_node = 0
-count = 2
-total_vfs = 4
-[[node.pf]]
-numa_node = -1
-"""
+TOPOLOGY = SMALL_NODE
 
 
 def image(service: str) -> str:
@@ -113,25 +105,18 @@ def json_events(box: DockerContainer) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.decode().splitlines() if line.startswith("{")]
 
 
-def stop(box: DockerContainer) -> tuple[int, float]:
-    """`docker stop` (SIGTERM, then SIGKILL after 10 s); returns the exit code and the time it took."""
+def stop_cleanly(box: DockerContainer) -> float:
+    """`docker stop` (SIGTERM, then SIGKILL after 10 s): exit 0 with service_stopped, in time; the seconds."""
     wrapped = box.get_wrapped_container()
     started = time.monotonic()
     wrapped.stop(timeout=10)
     code = int(wrapped.wait(timeout=20)["StatusCode"])
-    return code, time.monotonic() - started
-
-
-def poll(what: str, probe: Any, within: float = HEALTHY_WITHIN_S) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        with contextlib.suppress(OSError, ConnectionError):
-            value = probe()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    took = time.monotonic() - started
+    events = [e["event"] for e in json_events(box)]
+    assert code == 0, events
+    assert took < STOP_WITHIN_S
+    assert "service_stopped" in events
+    return took
 
 
 def report(service: str, healthy_s: float, stop_s: float) -> None:
@@ -153,16 +138,12 @@ def test_vfio_server_answers_its_control_api_as_non_root() -> None:
                     reply = client.request("state")
                 return reply if reply.get("ok") else None
 
-            reply = poll("the vfio-server's control API", state)
+            reply = wait_until_sync("the vfio-server's control API", state, HEALTHY_WITHIN_S)
             healthy = time.monotonic() - started
             assert (run / "vfio.sock").exists(), reply
             assert pid1_uid(box) == NONROOT
             assert_labelled(box)
-            code, took = stop(box)
-            events = [e["event"] for e in json_events(box)]
-        assert code == 0, events
-        assert took < STOP_WITHIN_S
-        assert "service_stopped" in events
+            took = stop_cleanly(box)
         report("vfio-server", healthy, took)
 
 
@@ -180,16 +161,16 @@ def test_node_agent_answers_grpc_liveness_as_root() -> None:
         box = container(image("node-agent"), **env).with_volume_mapping(str(root), str(root), "rw")
         started = time.monotonic()
         with box:
-            poll("SERVING from the node agent's grpc liveness", lambda: asyncio.run(check_liveness(LOOPBACK, port, 2)))
+            wait_until_sync(
+                "SERVING from the node agent's grpc liveness",
+                lambda: asyncio.run(check_liveness(LOOPBACK, port, 2)),
+                HEALTHY_WITHIN_S,
+            )
             healthy = time.monotonic() - started
             assert dirs.registration_socket.exists()
             assert pid1_uid(box) == 0
             assert_labelled(box)
-            code, took = stop(box)
-            events = [e["event"] for e in json_events(box)]
-        assert code == 0, events
-        assert took < STOP_WITHIN_S
-        assert "service_stopped" in events
+            took = stop_cleanly(box)
         assert not dirs.registration_socket.exists()
         report("node-agent", healthy, took)
 
@@ -232,10 +213,8 @@ async def test_controller_publishes_slices_as_non_root(
             healthy = time.monotonic() - started
             assert pid1_uid(box) == NONROOT
             assert_labelled(box)
-            code, took = await asyncio.to_thread(stop, box)
+            took = await asyncio.to_thread(stop_cleanly, box)
             events = [e["event"] for e in json_events(box)]
-        assert code == 0, events
-        assert took < STOP_WITHIN_S
-        assert events[0] != "service_failed"
-        assert {"service_started", "service_stopped"} <= set(events)
+        assert "service_failed" not in events
+        assert "service_started" in events
         report("controller", healthy, took)

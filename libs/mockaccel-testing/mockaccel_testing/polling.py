@@ -11,6 +11,7 @@ it waited for and the last value seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -53,3 +54,21 @@ async def wait_for(
         return value if ok(value) else None
 
     return await wait_until(what, probe, within)
+
+
+def wait_until_sync(
+    what: str,
+    probe: Callable[[], T | None],
+    within: float = DEADLINE,
+    interval: float = INTERVAL,
+    not_yet: tuple[type[BaseException], ...] = (OSError, ConnectionError),
+) -> T:
+    """``wait_until`` for synchronous probes (a socket not there yet, ``not_yet``, counts as not yet)."""
+    deadline = time.monotonic() + within
+    while True:
+        with contextlib.suppress(*not_yet):
+            if value := probe():
+                return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
+        time.sleep(interval)
