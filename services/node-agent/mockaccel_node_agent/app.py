@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -93,7 +94,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             feed = HealthFeed(settings.node_name, host, metrics)
             await feed.refresh()
             group.create_task(feed.run(settings.sysfs_root), name="health-feed")
-            health_service = ResourceHealthService(feed.subscribe, timeout_seconds=settings.health_check_timeout)
+            health_service = ResourceHealthService(
+                functools.partial(feed.subscribe, settings.health_resend_interval),
+                timeout_seconds=settings.health_check_timeout,
+            )
 
         claims = Claims(preparer.prepare, preparer.unprepare)
         await _serve_unix(stack, list(dra_handlers(claims, health_service)), settings.dra_socket)

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
         help="health_check_timeout_seconds sent with each device (kubelet 1.35+); 0: kubelet's default.",
         unit="s",
     )
+    health_resend_interval: float = setting(
+        10.0,
+        env="MOCKACCEL_HEALTH_RESEND_INTERVAL",
+        help=(
+            "Resend the complete device-health list this often even when nothing changed; kubelet marks a device"
+            " Unknown when its last list is older than its health timeout (30 s by default)."
+        ),
+        unit="s",
+    )
     listen_host: str = setting(
         "0.0.0.0", env="MOCKACCEL_LISTEN_HOST", help="Address of the liveness and metrics endpoints."
     )
@@ -75,6 +84,10 @@ class Settings(BaseSettings):
             raise SettingsError("node_name is required (flag --node-name or env NODE_NAME)")
         if self.fault_point and self.fault_point not in POINTS:
             raise SettingsError(f"fault_point {self.fault_point!r} is unknown; known: {', '.join(POINTS)}")
+        if not 0 < self.health_resend_interval <= 25:
+            raise SettingsError(
+                f"health_resend_interval must be in (0, 25] s (well inside kubelet's 30 s), got {self.health_resend_interval}"
+            )
         if self.api_timeout <= 0:
             raise SettingsError(f"api_timeout must be positive, got {self.api_timeout}")
         for path in (self.registration_socket, self.dra_socket):

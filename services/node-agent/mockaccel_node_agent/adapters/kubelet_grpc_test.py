@@ -182,6 +182,33 @@ async def test_health_stream_sends_the_full_list_then_every_change(
         await stream.aclose()
 
 
+async def test_health_list_is_resent_well_inside_kubelets_timeout(dirs: AgentDirs, api: FakeApiServer) -> None:
+    """kubelet reports a device Unknown when its last list is older than the health timeout (30 s).
+
+    Scaled down: a 0.2 s resend period against a 0.6 s timeout, the stream held
+    open for five timeouts with no health change at all.
+    """
+    timeout = 0.6
+    async with running(dirs, settings_for(dirs, api, health_resend_interval=0.2)) as agent:
+        stream = agent.client.watch_health()
+        arrivals = [time.monotonic()]
+        first = await asyncio.wait_for(anext(stream), 10)
+        arrivals[0] = time.monotonic()
+        held_until = arrivals[0] + 5 * timeout
+        while (remaining := held_until - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(remaining, 2 * timeout)):
+                    again = await anext(stream)
+            except TimeoutError:
+                break
+            arrivals.append(time.monotonic())
+            assert again == first  # the complete list, unchanged
+        arrivals.append(time.monotonic())
+        await stream.aclose()
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert max(gaps) < timeout, f"a device would have turned Unknown: gaps {gaps}"
+
+
 async def test_liveness_exercises_the_sockets_and_metrics_count(dirs: AgentDirs, api: FakeApiServer) -> None:
     api.add(claim_object("ns", "c1", "uid-1", [("r", DRIVER, POOL0, "mock0")]))
     settings = settings_for(dirs, api, health_port=0, metrics_port=0)
