@@ -70,6 +70,9 @@ class HealthFeed:
         finally:
             watcher.close()
 
+    def _newer_than(self, version: int) -> Callable[[], bool]:
+        return lambda: self.version != version
+
     async def subscribe(self, resend_interval: float = RESEND_INTERVAL_S) -> AsyncIterator[tuple[DeviceHealth, ...]]:
         """The current list at once, then every new one; a slow reader skips to the newest.
 
@@ -86,7 +89,7 @@ class HealthFeed:
             while True:
                 async with self._changed:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait_for(lambda: self.version != seen), resend_interval)
+                        await asyncio.wait_for(self._changed.wait_for(self._newer_than(seen)), resend_interval)
                     seen = self.version
                     snapshot = self.current
                 self.metrics.health_lists.inc()

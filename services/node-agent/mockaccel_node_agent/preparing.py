@@ -74,6 +74,7 @@ class Preparer:
         claims: ClaimSource,
         metrics: Metrics,
         faults: FaultPoints | None = None,
+        fetch_concurrency: int = 8,
     ) -> None:
         self.driver = driver
         self.node = node
@@ -84,6 +85,7 @@ class Preparer:
         self.metrics = metrics
         self.faults = faults or FaultPoints()
         self._inflight: set[asyncio.Task[object]] = set()
+        self._fetch_concurrency = fetch_concurrency
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -125,10 +127,14 @@ class Preparer:
         return {ref.uid: outcomes[ref.uid] for ref in unique}
 
     async def _fetch_all(self, refs: Sequence[ClaimRef]) -> dict[str, tuple[WantedDevice, ...] | NodeAgentError]:
+        # Bounded fan-out: a request naming many claims must not open as many API calls at once.
+        slots = asyncio.Semaphore(self._fetch_concurrency)
+
         async def fetch(ref: ClaimRef) -> tuple[WantedDevice, ...] | NodeAgentError:
             try:
                 ref.validate()
-                allocation = await self.claims.get(ref)
+                async with slots:
+                    allocation = await self.claims.get(ref)
                 check_allocation(ref, allocation)
                 return wanted_devices(allocation, self.driver)
             except NodeAgentError as exc:

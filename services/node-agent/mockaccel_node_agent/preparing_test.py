@@ -250,3 +250,31 @@ async def test_vf_gets_its_physfn_in_the_environment(dirs: AgentDirs, sim: Simul
     assert mount["containerPath"] == "/sys/class/mock-accel/mock0v1"
     assert "ro" in mount["options"]
     assert not json.dumps(mount["hostPath"]).count("/class/")  # the real directory, not the class symlink
+
+
+class CountingClaims(StaticClaims):
+    """A ClaimSource that records how many GETs run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.peak = 0
+
+    async def get(self, ref: ClaimRef) -> ClaimAllocation:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(0)  # let every other fetch start if nothing holds it back
+            await asyncio.sleep(0)
+            return await super().get(ref)
+        finally:
+            self.running -= 1
+
+
+async def test_claim_fetches_of_one_request_are_capped(dirs: AgentDirs) -> None:
+    claims = CountingClaims()
+    refs = [ClaimRef("ns", f"uid-{i}", f"missing-{i}") for i in range(100)]
+    outcomes = await make(dirs, claims).prepare(refs)
+    assert all("not found" in o.error for o in outcomes.values())
+    assert claims.calls == 100
+    assert claims.peak == 8

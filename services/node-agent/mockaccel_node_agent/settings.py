@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         None, env="KUBECONFIG", help="kubeconfig file; empty: the pod's service account (in-cluster)."
     )
     api_timeout: float = setting(10.0, env="MOCKACCEL_API_TIMEOUT", help="Timeout of one ResourceClaim GET.", unit="s")
+    claim_fetch_concurrency: int = setting(
+        8,
+        env="MOCKACCEL_CLAIM_FETCH_CONCURRENCY",
+        help="At most this many ResourceClaim GETs of one prepare request run at once.",
+    )
     health_stream: bool = setting(
         True,
         env="MOCKACCEL_HEALTH_STREAM",
@@ -86,8 +91,11 @@ class Settings(BaseSettings):
             raise SettingsError(f"fault_point {self.fault_point!r} is unknown; known: {', '.join(POINTS)}")
         if not 0 < self.health_resend_interval <= 25:
             raise SettingsError(
-                f"health_resend_interval must be in (0, 25] s (well inside kubelet's 30 s), got {self.health_resend_interval}"
+                "health_resend_interval must be in (0, 25] s (well inside kubelet's 30 s timeout),"
+                f" got {self.health_resend_interval}"
             )
+        if self.claim_fetch_concurrency < 1:
+            raise SettingsError(f"claim_fetch_concurrency must be at least 1, got {self.claim_fetch_concurrency}")
         if self.api_timeout <= 0:
             raise SettingsError(f"api_timeout must be positive, got {self.api_timeout}")
         for path in (self.registration_socket, self.dra_socket):

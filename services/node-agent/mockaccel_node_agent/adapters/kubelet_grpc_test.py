@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -205,7 +206,7 @@ async def test_health_list_is_resent_well_inside_kubelets_timeout(dirs: AgentDir
             assert again == first  # the complete list, unchanged
         arrivals.append(time.monotonic())
         await stream.aclose()
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert max(gaps) < timeout, f"a device would have turned Unknown: gaps {gaps}"
 
 

@@ -9,7 +9,8 @@ share it, and the pool name this node publishes each device under.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,28 @@ from mockaccel_node_agent.errors import (
     NoDevicesError,
 )
 
+# kubelet sends the claims of one pod for one driver; far fewer than this.
+MAX_CLAIMS_PER_REQUEST = 256
+# Object UIDs are UUIDs (36 characters); anything printable up to this length is accepted.
+MAX_UID_LENGTH = 128
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_UID = re.compile(r"[!-~]+")  # printable ASCII, no spaces
+
+
+def is_dns_label(value: str) -> bool:
+    """RFC 1123 label (namespaces): at most 63 of [a-z0-9-], alphanumeric at both ends."""
+    return len(value) <= 63 and _DNS_LABEL.fullmatch(value) is not None
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """RFC 1123 subdomain (ResourceClaim names): at most 253 characters of labels joined by dots."""
+    return len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value) is not None
+
+
+def _show(value: str, limit: int = 64) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
 
 @dataclass(frozen=True)
 class ClaimRef:
@@ -31,9 +54,25 @@ class ClaimRef:
     name: str
 
     def validate(self) -> None:
+        """Namespace and name must be what the API server accepts before they go into a URL path."""
         missing = [field for field in ("namespace", "uid", "name") if not getattr(self, field)]
         if missing:
             raise InvalidRequestError(f"claim {self.uid or '?'}: empty {', '.join(missing)}")
+        if not is_dns_label(self.namespace):
+            raise InvalidRequestError(f"claim {self.uid}: namespace {_show(self.namespace)} is not a DNS label")
+        if not is_dns_subdomain(self.name):
+            raise InvalidRequestError(f"claim {self.uid}: name {_show(self.name)} is not a DNS subdomain")
+
+
+def check_request(refs: Sequence[ClaimRef]) -> None:
+    """Every claim needs a UID that can be the key of the answer: non-empty, printable, short."""
+    for ref in refs:
+        if not ref.uid:
+            raise InvalidRequestError("every claim needs a uid (the key of the answer)")
+        if len(ref.uid) > MAX_UID_LENGTH or _UID.fullmatch(ref.uid) is None:
+            raise InvalidRequestError(
+                f"claim uid {_show(ref.uid)} is not printable ASCII of at most {MAX_UID_LENGTH} characters"
+            )
 
 
 @dataclass(frozen=True)
