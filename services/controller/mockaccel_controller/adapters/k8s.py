@@ -38,6 +38,8 @@ GROUP = "resource.k8s.io"
 PREFERRED_VERSIONS = ("v1", "v1beta2", "v1beta1")
 USER_AGENT = "mockaccel-controller"
 WATCH_TIMEOUT_S = 300
+# The API server's request limit is 3 MiB; an event is one object plus a few bytes.
+MAX_WATCH_EVENT_BYTES = 8 * 1024 * 1024
 _SPEC_FIELDS = frozenset({"driver", "pool", "nodeName", "devices"})
 _LIBRARY_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
@@ -312,14 +314,26 @@ class KubeApi:
             if response.status != 200:
                 error = ApiException(status=response.status, reason=await response.text())
                 raise translate_api_error(error, "watch slices")
+            # Not readline(): aiohttp raises ValueError for a line over 64 KiB, and one
+            # slice of 128 devices with many attributes (or a large annotation) is more.
+            pending = bytearray()
             while True:
                 try:
-                    line = await response.content.readline()
+                    chunk = await response.content.readany()
                 except _LIBRARY_ERRORS as exc:
-                    raise translate_api_error(exc, "watch slices") from exc
-                if not line:
+                    raise ApiUnavailableError(f"watch slices: {type(exc).__name__}: {exc}") from exc
+                if not chunk:
                     return
-                yield _watch_event(line)
+                pending += chunk
+                while (end := pending.find(b"\n")) >= 0:
+                    if end >= MAX_WATCH_EVENT_BYTES:
+                        break
+                    line = bytes(pending[: end + 1])
+                    del pending[: end + 1]
+                    yield _watch_event(line)
+                if len(pending) > MAX_WATCH_EVENT_BYTES:
+                    # Retryable: the pass after it re-lists, which needs no watch line at all.
+                    raise ApiUnavailableError(f"watch slices: an event longer than {MAX_WATCH_EVENT_BYTES} bytes")
 
 
 def _watch_event(line: bytes) -> WatchEvent:
@@ -333,5 +347,3 @@ def _watch_event(line: bytes) -> WatchEvent:
         raise translate_api_error(error, "watch slices")
     metadata = obj.get("metadata") or {}
     return WatchEvent(str(event.get("type")), str(metadata.get("name", "")), str(metadata.get("resourceVersion", "")))
-
-
