@@ -183,9 +183,12 @@ class Preparer:
             source = await self.host.read(want.device)
             check_pool(want.device, want.pool, pool_name(self.node, source.device.numa_node))
             if source.device.allocated:
-                raise DeviceUnavailableError(
-                    f"device {want.device} is marked allocated but no prepared claim holds it; refusing to share it"
-                )
+                # We hold the flock that every prepare of every instance holds from its status
+                # write to its checkpoint write, and no checkpointed claim holds the device: the
+                # bit is left over from an instance killed in between (a maxSurge rolling update)
+                # or a failed rollback. Reclaiming it here, not only at start-up, keeps the device
+                # usable while the surviving instance serves.
+                log.warning("stray_allocation_reclaimed", device=want.device)
             sources.append(source)
         marked: list[str] = []
         spec: str | None = None

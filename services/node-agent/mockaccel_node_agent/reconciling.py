@@ -32,6 +32,7 @@ class Repairs:
     marked: list[str] = field(default_factory=list)
     specs_deleted: list[str] = field(default_factory=list)
     specs_written: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tuple[Checkpoint, Repairs]:
@@ -43,7 +44,14 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
             want = device.name in held
             if device.allocated == want:
                 continue
-            await host.set_allocated(device.name, want)
+            try:
+                await host.set_allocated(device.name, want)
+            except DeviceUnavailableError as exc:
+                # One broken device must not stop the agent: every other claim on the node
+                # still needs prepare and unprepare. Prepare repairs a stray bit later.
+                log.error("device_repair_failed", device=device.name, allocated=want, error=str(exc))
+                repairs.failed.append(device.name)
+                continue
             (repairs.marked if want else repairs.freed).append(device.name)
         wanted_specs = checkpoint.cdi_specs()
         for stale in sorted(await host.our_specs() - set(wanted_specs)):
@@ -73,5 +81,6 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
         marked=repairs.marked,
         specs_deleted=repairs.specs_deleted,
         specs_written=repairs.specs_written,
+        failed=repairs.failed,
     )
     return checkpoint, repairs
