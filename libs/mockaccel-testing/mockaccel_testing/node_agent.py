@@ -101,11 +101,19 @@ class AgentDirs:
         checkpoint = decode(path.read_bytes(), path=str(path))
         return {uid: set(claim.device_names) for uid, claim in checkpoint.claims.items()}
 
+    def exclusive_devices(self) -> set[str]:
+        """Devices the checkpoint holds exclusively (admin-access devices are shared and never marked)."""
+        path = self.plugin / CHECKPOINT_FILE
+        if not path.exists():
+            return set()
+        checkpoint = decode(path.read_bytes(), path=str(path))
+        return {d for claim in checkpoint.claims.values() for d in claim.exclusive_device_names}
+
     def consistent(self) -> list[str]:
         """Why sysfs and the CDI directory disagree with the checkpoint (empty: they agree)."""
         held = self.checkpoint_devices()
         problems = []
-        held_devices = {d for devices in held.values() for d in devices}
+        held_devices = self.exclusive_devices()
         if self.allocated() != held_devices:
             problems.append(f"allocated {sorted(self.allocated())} != checkpoint {sorted(held_devices)}")
         from mockaccel_node_agent.domain.cdi_building import spec_file_name

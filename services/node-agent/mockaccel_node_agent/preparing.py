@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from structlog.contextvars import bound_contextvars
@@ -178,10 +178,15 @@ class Preparer:
         sources: list[DeviceSource] = []
         for want in wanted:
             holder = checkpoint.holder_of(want.device)
-            if holder is not None:
+            if holder is not None and not want.admin_access:
                 raise DeviceUnavailableError(f"device {want.device} is already prepared for claim {holder}")
             source = await self.host.read(want.device)
             check_pool(want.device, want.pool, pool_name(self.node, source.device.numa_node))
+            if want.admin_access:
+                # DRAAdminAccess: the scheduler hands in-use devices to monitoring claims on
+                # purpose. No exclusivity, and the ALLOCATED bit stays the owner's.
+                sources.append(replace(source, admin_access=True))
+                continue
             if source.device.allocated:
                 # We hold the flock that every prepare of every instance holds from its status
                 # write to its checkpoint write, and no checkpointed claim holds the device: the
@@ -194,6 +199,8 @@ class Preparer:
         spec: str | None = None
         try:
             for source in sources:
+                if source.admin_access:
+                    continue
                 await self.host.set_allocated(source.device.name, True)
                 marked.append(source.device.name)
                 if len(marked) == 1:
@@ -210,6 +217,7 @@ class Preparer:
                         device=want.device,
                         request_names=want.request_names,
                         cdi_device_ids=(cdi_device_id(ref.uid, want.device),),
+                        admin_access=want.admin_access,
                     )
                     for want in wanted
                 ),
@@ -268,7 +276,7 @@ class Preparer:
         if claim is None:
             log.info("claim_not_prepared")
             return checkpoint
-        for index, name in enumerate(claim.device_names):
+        for index, name in enumerate(claim.exclusive_device_names):  # admin-access devices were never marked
             try:
                 await self.host.set_allocated(name, False)
             except DeviceUnavailableError:

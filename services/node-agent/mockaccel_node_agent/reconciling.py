@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mockaccel_common.cdi import to_document
 from mockaccel_common.logging import get_logger
@@ -59,9 +59,11 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
             repairs.specs_deleted.append(stale)
         for uid, claim in checkpoint.claims.items():
             sources: list[DeviceSource] = []
-            for name in claim.device_names:
+            for prepared_device in claim.devices:
+                name = prepared_device.device
                 try:
-                    sources.append(await host.read(name))
+                    source = await host.read(name)
+                    sources.append(replace(source, admin_access=prepared_device.admin_access))
                 except DeviceUnavailableError as exc:
                     log.warning("prepared_device_missing", claim_uid=uid, device=name, error=str(exc))
             if not sources:

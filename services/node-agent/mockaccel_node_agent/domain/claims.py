@@ -81,6 +81,7 @@ class AllocationResult:
     driver: str
     pool: str
     device: str
+    admin_access: bool = False  # DRAAdminAccess: the device may be in use by another claim
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class ClaimAllocation:
                     driver=str(r.get("driver", "")),
                     pool=str(r.get("pool", "")),
                     device=str(r.get("device", "")),
+                    admin_access=r.get("adminAccess") is True,
                 )
                 for r in results
             ),
@@ -116,11 +118,16 @@ class ClaimAllocation:
 
 @dataclass(frozen=True)
 class WantedDevice:
-    """A device of this driver that a claim needs, with the requests it serves."""
+    """A device of this driver that a claim needs, with the requests it serves.
+
+    ``admin_access``: every result naming it has adminAccess (a monitoring claim);
+    such a device is prepared without exclusivity and without its ALLOCATED bit.
+    """
 
     pool: str
     device: str
     request_names: tuple[str, ...]
+    admin_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class PreparedDevice:
     device: str
     request_names: tuple[str, ...]
     cdi_device_ids: tuple[str, ...]
+    admin_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,11 @@ class PreparedClaim:
     @property
     def device_names(self) -> tuple[str, ...]:
         return tuple(d.device for d in self.devices)
+
+    @property
+    def exclusive_device_names(self) -> tuple[str, ...]:
+        """The devices this claim holds alone (and marks ALLOCATED): all but admin-access ones."""
+        return tuple(d.device for d in self.devices if not d.admin_access)
 
 
 def base_request(name: str) -> str:
@@ -162,6 +175,7 @@ def wanted_devices(allocation: ClaimAllocation, driver: str) -> tuple[WantedDevi
     """The devices of ``driver`` in the allocation, in result order, one entry per device."""
     order: list[tuple[str, str]] = []
     requests: dict[tuple[str, str], list[str]] = {}
+    admin: dict[tuple[str, str], bool] = {}
     for result in allocation.results:
         if result.driver != driver:
             continue
@@ -169,12 +183,16 @@ def wanted_devices(allocation: ClaimAllocation, driver: str) -> tuple[WantedDevi
         if key not in requests:
             order.append(key)
             requests[key] = []
+            admin[key] = True
+        admin[key] = admin[key] and result.admin_access
         request = base_request(result.request)
         if request and request not in requests[key]:
             requests[key].append(request)
     if not order:
         raise NoDevicesError(f"the allocation has no device of driver {driver}")
-    return tuple(WantedDevice(pool, device, tuple(requests[(pool, device)])) for pool, device in order)
+    return tuple(
+        WantedDevice(pool, device, tuple(requests[(pool, device)]), admin[(pool, device)]) for pool, device in order
+    )
 
 
 def check_pool(device: str, pool: str, local_pool: str) -> None:
