@@ -203,6 +203,7 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.claims: dict[tuple[str, str], dict[str, object]] = {}
         self.status_override: int | None = None
+        self.serves_v1 = True  # False: answer like a server without resource.k8s.io/v1 (plain-text 404)
         self.requests = 0
         app = web.Application()
         app.router.add_get("/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims/{name}", self._get)
@@ -213,6 +214,8 @@ class FakeApiServer:
 
     async def _get(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if not self.serves_v1:
+            return web.Response(status=404, text="404 page not found\n")
         if self.status_override is not None:
             return web.json_response({"kind": "Status", "code": self.status_override}, status=self.status_override)
         obj = self.claims.get((request.match_info["ns"], request.match_info["name"]))

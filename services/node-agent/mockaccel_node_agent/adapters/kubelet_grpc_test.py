@@ -160,6 +160,17 @@ async def test_api_errors_map_to_claim_errors(dirs: AgentDirs, api: FakeApiServe
         assert "API server failed" in (await agent.client.prepare([ClaimRef("ns", "u", "nope")]))["u"].error
 
 
+async def test_a_server_without_resource_v1_is_named_not_claim_not_found(dirs: AgentDirs, api: FakeApiServer) -> None:
+    """Outside the support matrix (docs/versions.md) the error says so instead of a misleading "not found"."""
+    api.add(claim_object("ns", "c1", "uid-1", [("r", DRIVER, POOL0, "mock0")]))
+    api.serves_v1 = False
+    async with running(dirs, settings_for(dirs, api)) as agent:
+        error = (await agent.client.prepare([ClaimRef("ns", "uid-1", "c1")]))["uid-1"].error
+    assert "does not serve resource.k8s.io/v1" in error
+    assert "docs/versions.md" in error
+    assert "not found" not in error
+
+
 async def test_health_stream_sends_the_full_list_then_every_change(
     dirs: AgentDirs, api: FakeApiServer, sim: SimulatedNode
 ) -> None:
