@@ -197,11 +197,12 @@ async def test_health_stream_sends_the_full_list_then_every_change(
 async def test_health_list_is_resent_well_inside_kubelets_timeout(dirs: AgentDirs, api: FakeApiServer) -> None:
     """kubelet reports a device Unknown when its last list is older than the health timeout (30 s).
 
-    Scaled down: a 0.2 s resend period against a 0.6 s timeout, the stream held
-    open for five timeouts with no health change at all.
+    Scaled down: a 0.3 s resend period against a 1.5 s timeout (kubelet's 30 s is
+    three of our 10 s periods; the margin absorbs a loaded CI machine), the stream
+    held open for five timeouts with no health change at all.
     """
-    timeout = 0.6
-    async with running(dirs, settings_for(dirs, api, health_resend_interval=0.2)) as agent:
+    timeout = 1.5
+    async with running(dirs, settings_for(dirs, api, health_resend_interval=0.3)) as agent:
         stream = agent.client.watch_health()
         arrivals = [time.monotonic()]
         first = await asyncio.wait_for(anext(stream), 10)
