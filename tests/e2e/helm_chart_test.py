@@ -8,6 +8,7 @@ prove they can do exactly what the services need.
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from mockaccel_controller.settings import Settings as ControllerSettings
 from mockaccel_node_agent.settings import Settings as NodeAgentSettings
 from mockaccel_testing import ControlPlane, service_account_client
+from mockaccel_testing.client import impersonate
+from mockaccel_testing.polling import wait_until
 
 CHART = Path("deploy/helm/mock-accel")
 KUBE_VERSION = "1.36.3"
@@ -207,3 +210,79 @@ def test_chart_classes_equal_the_static_manifests(control_plane: ControlPlane) -
         document = yaml.safe_load(path.read_text())
         static[document["metadata"]["name"]] = document["spec"]
     assert rendered == static
+
+
+def _node_slice(node: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": name},
+        "spec": {
+            "driver": "mock-accel.example.com",
+            "nodeName": node,
+            "pool": {"name": f"{node}/numa0", "generation": 1, "resourceSliceCount": 1},
+            "devices": [],
+        },
+    }
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("_installed")
+async def test_a_nodes_controller_writes_only_its_own_nodes_slices(control_plane: ControlPlane) -> None:
+    """The chart's ValidatingAdmissionPolicy, on the real API server (#13 item 9).
+
+    Each controller acts as the chart's service account with the node name a bound
+    token carries (authentication.kubernetes.io/node-name), through impersonation.
+    """
+    suffix = uuid.uuid4().hex[:6]
+    node_a, node_b = f"vap-a-{suffix}", f"vap-b-{suffix}"
+    user = f"system:serviceaccount:{NAMESPACE}:ma-controller"
+    key = "authentication.kubernetes.io/node-name"
+    as_a = await impersonate(control_plane.kubeconfig, user, extra={key: node_a})
+    as_b = await impersonate(control_plane.kubeconfig, user, extra={key: node_b})
+    nodeless = await impersonate(control_plane.kubeconfig, user)
+    api_a, api_b = ResourceV1Api(as_a), ResourceV1Api(as_b)
+    own_a, own_b = f"vap-{suffix}-a", f"vap-{suffix}-b"
+    try:
+
+        async def policy_active() -> bool:
+            # Policies take effect asynchronously; poll with a slice the policy must refuse
+            # (a fresh name each time, so an early attempt that got through cannot mask it).
+            probe: Any = _node_slice(node_b, f"vap-{suffix}-probe-{uuid.uuid4().hex[:6]}")
+            status = await _status(api_a.create_resource_slice(probe))
+            if status == 200:
+                await ResourceV1Api(as_b).delete_resource_slice(probe["metadata"]["name"])
+            return status == 422
+
+        await wait_until("the ValidatingAdmissionPolicy to be enforced", policy_active, 30)
+        body: Any = _node_slice(node_a, own_a)
+        assert await _status(api_a.create_resource_slice(body)) == 200
+        body = _node_slice(node_b, own_b)
+        assert await _status(api_b.create_resource_slice(body)) == 200
+        # A cannot create, update or delete B's slice ...
+        body = _node_slice(node_b, f"vap-{suffix}-a-on-b")
+        assert await _status(api_a.create_resource_slice(body)) == 422
+        theirs = await api_b.read_resource_slice(own_b)
+        theirs.metadata.labels = {"touched": "by-a"}
+        assert await _status(api_a.replace_resource_slice(own_b, theirs)) == 422
+        assert await _status(api_a.delete_resource_slice(own_b)) == 422
+        # ... nor move its own slice to B, nor write without a node identity ...
+        mine = await api_a.read_resource_slice(own_a)
+        mine.metadata.labels = {"touched": "by-a"}
+        assert await _status(api_a.replace_resource_slice(own_a, mine)) == 200
+        body = _node_slice(node_a, f"vap-{suffix}-nodeless")
+        assert await _status(ResourceV1Api(nodeless).create_resource_slice(body)) == 422
+        # ... and can delete its own; B's slice is intact.
+        assert await _status(api_a.delete_resource_slice(own_a)) == 200
+        assert (await api_b.read_resource_slice(own_b)).metadata.labels is None
+        assert await _status(api_b.delete_resource_slice(own_b)) == 200
+    finally:
+        for client in (as_a, as_b, nodeless):
+            await client.close()
+
+
+def test_the_policy_is_behind_a_value(control_plane: ControlPlane) -> None:
+    kinds = {o["kind"] for o in render(control_plane)}
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds
+    kinds = {o["kind"] for o in render(control_plane, "controller.restrictSlicesToOwnNode=false")}
+    assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}

@@ -6,7 +6,8 @@ service account without minting tokens, which is how RBAC rules of a driver are 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -35,8 +36,14 @@ async def admin_client(kubeconfig: Path) -> AsyncIterator[ApiClient]:
         await api.close()
 
 
-async def impersonate(kubeconfig: Path, user: str, groups: Sequence[str] = ()) -> ApiClient:
-    """An ApiClient that acts as `user` (and `groups`); the caller closes it.
+async def impersonate(
+    kubeconfig: Path, user: str, groups: Sequence[str] = (), extra: Mapping[str, str] | None = None
+) -> ApiClient:
+    """An ApiClient that acts as `user` (and `groups`, and `extra` user info); the caller closes it.
+
+    ``extra`` is what a bound service-account token adds, e.g.
+    ``{"authentication.kubernetes.io/node-name": node}``; its keys go URL-escaped
+    into ``Impersonate-Extra-<key>`` headers, as the API server expects.
 
     The headers go on the aiohttp session rather than ApiClient.default_headers because
     Kubernetes wants one Impersonate-Group header per group and ApiClient merges headers
@@ -47,6 +54,8 @@ async def impersonate(kubeconfig: Path, user: str, groups: Sequence[str] = ()) -
     headers["Impersonate-User"] = user
     for group in groups:
         headers.add("Impersonate-Group", group)
+    for key, value in (extra or {}).items():
+        headers.add(f"Impersonate-Extra-{urllib.parse.quote(key, safe='')}", value)
     return api
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,11 +88,16 @@ async def running_controller(settings: Settings) -> AsyncIterator[RunningControl
 def controller_settings(node: str, sysfs: Path, kubeconfig: Path, *extra: str) -> Settings:
     return Settings.load(
         [
-            "--node-name", node,
-            "--sysfs-root", str(sysfs),
-            "--kubeconfig", str(kubeconfig),
-            "--require-agent", "false",
-            "--retry-max-delay", "1",
+            "--node-name",
+            node,
+            "--sysfs-root",
+            str(sysfs),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--require-agent",
+            "false",
+            "--retry-max-delay",
+            "1",
             *extra,
         ],
         {},
@@ -114,6 +119,7 @@ class WriteCounter:
         self._sentinels: set[str] = set()
         self._seen: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self.on_event: Callable[[str, str, str], None] | None = None  # (type, slice, pool) of our driver
 
     async def __aenter__(self) -> WriteCounter:
         listing = await self.kube.call_api(
@@ -154,6 +160,8 @@ class WriteCounter:
                 name = event["object"]["metadata"]["name"]
                 if spec.get("driver") == DRIVER:
                     self.events.append((event["type"], name))
+                    if self.on_event is not None:
+                        self.on_event(event["type"], name, spec["pool"]["name"])
                 elif name in self._sentinels:
                     self._seen.add(name)
 
@@ -252,3 +260,41 @@ def kubeconfig_via(source: Path, target: Path, port: int) -> Path:
         cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
     target.write_text(yaml.safe_dump(config))
     return target
+
+
+class PoolRecorder:
+    """Watches a node's slices of our driver and records the slice count of every pool after each event.
+
+    ``views`` is what any consumer could have observed between two writes;
+    ``barrier()`` (as WriteCounter's) makes sure every write made before it is in.
+    """
+
+    def __init__(self, kube: ApiClient, node: str) -> None:
+        self._counter = WriteCounter(kube, node)
+        self.kube = kube
+        self.node = node
+        self._pool_of: dict[str, str] = {}
+        self.views: list[dict[str, int]] = []
+
+    async def __aenter__(self) -> PoolRecorder:
+        for item in await list_slices(self.kube, self.node):
+            self._pool_of[item["metadata"]["name"]] = item["spec"]["pool"]["name"]
+        self._counter.on_event = self._record
+        await self._counter.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._counter.__aexit__(*exc)
+
+    def _record(self, kind: str, name: str, pool: str) -> None:
+        if kind == "DELETED":
+            self._pool_of.pop(name, None)
+        else:
+            self._pool_of[name] = pool
+        counts: dict[str, int] = {}
+        for each in self._pool_of.values():
+            counts[each] = counts.get(each, 0) + 1
+        self.views.append(counts)
+
+    async def barrier(self) -> None:
+        await self._counter.barrier()

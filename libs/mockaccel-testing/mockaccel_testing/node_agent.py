@@ -101,11 +101,19 @@ class AgentDirs:
         checkpoint = decode(path.read_bytes(), path=str(path))
         return {uid: set(claim.device_names) for uid, claim in checkpoint.claims.items()}
 
+    def exclusive_devices(self) -> set[str]:
+        """Devices the checkpoint holds exclusively (admin-access devices are shared and never marked)."""
+        path = self.plugin / CHECKPOINT_FILE
+        if not path.exists():
+            return set()
+        checkpoint = decode(path.read_bytes(), path=str(path))
+        return {d for claim in checkpoint.claims.values() for d in claim.exclusive_device_names}
+
     def consistent(self) -> list[str]:
         """Why sysfs and the CDI directory disagree with the checkpoint (empty: they agree)."""
         held = self.checkpoint_devices()
         problems = []
-        held_devices = {d for devices in held.values() for d in devices}
+        held_devices = self.exclusive_devices()
         if self.allocated() != held_devices:
             problems.append(f"allocated {sorted(self.allocated())} != checkpoint {sorted(held_devices)}")
         from mockaccel_node_agent.domain.cdi_building import spec_file_name
@@ -195,6 +203,7 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.claims: dict[tuple[str, str], dict[str, object]] = {}
         self.status_override: int | None = None
+        self.serves_v1 = True  # False: answer like a server without resource.k8s.io/v1 (plain-text 404)
         self.requests = 0
         app = web.Application()
         app.router.add_get("/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims/{name}", self._get)
@@ -205,6 +214,8 @@ class FakeApiServer:
 
     async def _get(self, request: web.Request) -> web.Response:
         self.requests += 1
+        if not self.serves_v1:
+            return web.Response(status=404, text="404 page not found\n")
         if self.status_override is not None:
             return web.json_response({"kind": "Status", "code": self.status_override}, status=self.status_override)
         obj = self.claims.get((request.match_info["ns"], request.match_info["name"]))

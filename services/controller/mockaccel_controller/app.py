@@ -20,6 +20,7 @@ from structlog.contextvars import bound_contextvars
 from mockaccel_common.kube import api_client
 from mockaccel_common.logging import get_logger
 from mockaccel_common.runner import run_service
+from mockaccel_common.sysfs.uevents import UeventListener
 from mockaccel_common.sysfs.watcher import SysfsWatcher
 from mockaccel_controller.adapters.agent import agent_serving
 from mockaccel_controller.adapters.k8s import USER_AGENT, KubeApi
@@ -176,6 +177,15 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             stack.callback(watcher.close)
         except OSError as exc:
             log.warning("inotify_unavailable", error=str(exc))
+        if settings.uevents:
+            # inotify misses class devices the kernel creates or removes; uevents do not.
+            uevents = UeventListener(controller.request)
+            try:
+                uevents.start()
+                stack.callback(uevents.close)
+                log.info("uevents_listening", subsystem="mock-accel")
+            except OSError as exc:
+                log.warning("uevents_unavailable", error=str(exc))
         group.create_task(controller.reconcile_loop(), name="reconcile")
         group.create_task(controller.slice_watch(), name="slice_watch")
         group.create_task(controller.resync(), name="resync")

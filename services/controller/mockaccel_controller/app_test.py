@@ -71,4 +71,4 @@ def test_a_bad_kubeconfig_is_fatal_with_a_non_zero_exit(sysfs: Path, tmp_path: P
         code = service.process.wait(timeout=20)
         failed = service.wait_for_event("service_failed")
     assert code == 1
-    assert "cannot configure the Kubernetes client" in failed["error"]
+    assert "cannot configure the Kubernetes client" in failed["error"]  # KubeconfigError, mockaccel_common.kube

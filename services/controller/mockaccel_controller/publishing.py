@@ -10,9 +10,10 @@ state fails with ConflictError instead of overwriting someone else's change.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mockaccel_common.model import Device
 from mockaccel_common.sysfs.reader import ScanResult, scan_devices
 from mockaccel_controller.adapters.k8s import KubeApi, Owner
 from mockaccel_controller.domain import reconcile
@@ -21,6 +22,20 @@ from mockaccel_controller.domain.slices import desired_state
 from mockaccel_controller.settings import Settings
 
 OWN_VERSIONS_KEPT = 512
+
+
+def with_last_good(scan: ScanResult, last_good: Mapping[str, Device]) -> tuple[Device, ...]:
+    """The scanned devices, plus the last good reading of each device whose read failed transiently.
+
+    A failed read (EIO from a busy device, say) of one attribute must not drop
+    the device from its slice: consumers would see it vanish and come back.
+    A device that is gone (missing directory or attribute) is dropped.
+    """
+    devices = {d.name: d for d in scan.devices}
+    for skipped in scan.skipped:
+        if skipped.transient and skipped.name in last_good:
+            devices[skipped.name] = last_good[skipped.name]
+    return tuple(devices[name] for name in sorted(devices))
 
 
 class Publisher:
@@ -32,6 +47,7 @@ class Publisher:
         self._own_versions: deque[str] = deque(maxlen=OWN_VERSIONS_KEPT)
         self._own_deletes: deque[str] = deque(maxlen=OWN_VERSIONS_KEPT)
         self.ready = False
+        self._last_good: dict[str, Device] = {}
 
     def is_own_write(self, kind: str, name: str, resource_version: str) -> bool:
         """Whether a watch event only echoes a write of this controller (so needs no pass)."""
@@ -58,7 +74,9 @@ class Publisher:
     async def reconcile(self, reasons: Iterable[str] = ()) -> Plan:
         await self.ensure_discovered()
         scan = await scan_devices(self._settings.sysfs_root)
-        desired = desired_state(self._settings.node_name, self._settings.driver_name, scan.devices)
+        devices = with_last_good(scan, self._last_good)
+        self._last_good = {d.name: d for d in devices}
+        desired = desired_state(self._settings.node_name, self._settings.driver_name, devices)
         self._report_skipped(scan, ((r.name, r.reason) for r in desired.rejected))
         stored, _ = await self._api.list_slices()
         plan = reconcile.plan(desired, stored, driver=self._settings.driver_name, node=self._settings.node_name)

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     resync_interval: float = setting(
         300.0, env="MOCKACCEL_RESYNC_INTERVAL", help="Full rescan period, a safety net behind events.", unit="s"
     )
+    uevents: bool = setting(
+        True,
+        env="MOCKACCEL_UEVENTS",
+        help="Listen to kernel uevents (netlink) of the mock-accel subsystem: devices the kernel adds or removes.",
+    )
     debounce: float = setting(
         0.1, env="MOCKACCEL_DEBOUNCE", help="Quiet time that coalesces a burst of sysfs or slice events.", unit="s"
     )
@@ -31,7 +36,7 @@ class Settings(BaseSettings):
     resource_api_version: str = setting(
         "",
         env="MOCKACCEL_RESOURCE_API_VERSION",
-        help="Force v1, v1beta2 or v1beta1 of resource.k8s.io; empty picks the best one served.",
+        help="Force v1, v1beta2 or v1beta1 of resource.k8s.io; empty requires v1 (docs/versions.md).",
     )
     request_timeout: float = setting(
         10.0, env="MOCKACCEL_REQUEST_TIMEOUT", help="Deadline of one API request.", unit="s"

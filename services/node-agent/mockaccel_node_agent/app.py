@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -49,10 +50,14 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-async def _serve_unix(stack: AsyncExitStack, handlers: list[object], path: Path) -> Server:
+async def _serve_unix(stack: AsyncExitStack, handlers: list[object], path: Path, metrics: Metrics) -> Server:
     """Serve on a Unix socket that this instance owns: replaced at start, removed at stop."""
     await asyncio.to_thread(_unlink, path)
-    server = await start_unix_server(handlers, path)
+
+    def rejected(reason: str) -> None:
+        metrics.rejected_requests.labels(reason=reason).inc()
+
+    server = await start_unix_server(handlers, path, on_reject=rejected)
 
     async def close() -> None:
         await asyncio.to_thread(_unlink, path)
@@ -83,6 +88,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             store=store,
             lock=lock,
             claims=ClaimReader(api, timeout=settings.api_timeout),
+            fetch_concurrency=settings.claim_fetch_concurrency,
             metrics=metrics,
             faults=FaultPoints(settings.fault_point),
         )
@@ -93,17 +99,22 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             feed = HealthFeed(settings.node_name, host, metrics)
             await feed.refresh()
             group.create_task(feed.run(settings.sysfs_root), name="health-feed")
-            health_service = ResourceHealthService(feed.subscribe, timeout_seconds=settings.health_check_timeout)
+            health_service = ResourceHealthService(
+                functools.partial(feed.subscribe, settings.health_resend_interval),
+                timeout_seconds=settings.health_check_timeout,
+            )
 
         claims = Claims(preparer.prepare, preparer.unprepare)
-        await _serve_unix(stack, list(dra_handlers(claims, health_service)), settings.dra_socket)
+        await _serve_unix(stack, list(dra_handlers(claims, health_service)), settings.dra_socket, metrics)
         registration = RegistrationState(metrics)
         info = PluginInfo(
             name=settings.driver_name,
             endpoint=str(settings.dra_socket.absolute()),
             supported_versions=supported_versions(settings.health_stream),
         )
-        await _serve_unix(stack, [RegistrationService(info, registration.record)], settings.registration_socket)
+        await _serve_unix(
+            stack, [RegistrationService(info, registration.record)], settings.registration_socket, metrics
+        )
 
         if settings.health_port >= 0:
             await start_liveness(

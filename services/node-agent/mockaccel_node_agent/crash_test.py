@@ -127,3 +127,47 @@ async def test_kill_during_unprepare_then_retry(dirs: AgentDirs, api: FakeApiSer
         assert dirs.consistent() == []
         assert await call(dirs, "unprepare") == ""
         assert_clean(dirs)
+
+
+@contextmanager
+def instance(dirs: AgentDirs, api: FakeApiServer, pod_uid: str, fault: str = "") -> Iterator[ServiceProcess]:
+    """One of two rolling-update instances (maxSurge): its own per-pod sockets, shared state."""
+    kubeconfig = kubeconfig_for(dirs.root / "kubeconfig", server=api.url)
+    env = dirs.env(NODE, kubeconfig, POD_UID=pod_uid, MOCKACCEL_FAULT_POINT=fault, MOCKACCEL_LOG_LEVEL="info")
+    with service_process("mockaccel_node_agent", env=env) as process:
+        yield process
+
+
+async def test_a_stray_allocated_bit_is_reclaimed_while_another_instance_serves(
+    dirs: AgentDirs, api: FakeApiServer
+) -> None:
+    """Instance A is killed between its status write and its checkpoint write; B, already serving, takes over.
+
+    B's start-up reconciliation ran before A's kill, so only B's prepare (under the
+    flock) can see that no checkpointed claim owns the bit.
+    """
+    old_socket = dirs.registry / f"{DRIVER}-pod-a-reg.sock"
+    new_socket = dirs.registry / f"{DRIVER}-pod-b-reg.sock"
+    with instance(dirs, api, "pod-b") as survivor, instance(dirs, api, "pod-a", "prepare:after_sysfs") as victim:
+        for process in (survivor, victim):
+            await asyncio.to_thread(process.wait_for_event, "agent_ready", 30)
+        doomed = KubeletClient(old_socket, timeout=20)
+        try:
+            with pytest.raises(Exception):  # noqa: B017, PT011 - the connection dies with the process
+                await doomed.prepare([CLAIM])
+        finally:
+            doomed.close()
+        assert await asyncio.to_thread(victim.process.wait, 20) == -signal.SIGKILL
+        assert dirs.allocated() == DEVICES  # the stray bits
+        assert dirs.checkpoint_devices() == {}
+        client = KubeletClient(new_socket, timeout=20)
+        try:
+            answer = (await client.prepare([CLAIM]))[CLAIM.uid]
+            assert answer.error == ""
+            assert_prepared(dirs)
+            assert await client.unprepare([CLAIM]) == {CLAIM.uid: ""}
+            assert_clean(dirs)
+        finally:
+            client.close()
+        reclaimed = await asyncio.to_thread(survivor.wait_for_event, "stray_allocation_reclaimed", 5)
+        assert reclaimed["device"] in DEVICES

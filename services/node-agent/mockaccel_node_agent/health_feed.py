@@ -19,6 +19,7 @@ log = get_logger("mockaccel_node_agent.health")
 WATCHED_ATTRIBUTES = ("health", "status")
 RESCAN_INTERVAL_S = 30.0
 INCOMPLETE_RETRY_S = 0.1
+RESEND_INTERVAL_S = 10.0
 
 
 class HealthFeed:
@@ -80,18 +81,29 @@ class HealthFeed:
         finally:
             watcher.close()
 
-    async def subscribe(self) -> AsyncIterator[tuple[DeviceHealth, ...]]:
-        """The current list at once, then every new one; a slow reader skips to the newest."""
+    def _newer_than(self, version: int) -> Callable[[], bool]:
+        return lambda: self.version != version
+
+    async def subscribe(self, resend_interval: float = RESEND_INTERVAL_S) -> AsyncIterator[tuple[DeviceHealth, ...]]:
+        """The current list at once, then every new one; a slow reader skips to the newest.
+
+        When nothing changes for ``resend_interval`` seconds the current list is
+        sent again: kubelet stamps each device with the time its last list
+        arrived and reports it Unknown once that is older than the health
+        timeout (pkg/kubelet/cm/dra/healthinfo.go, 30 s by default), so a
+        change-only stream turns healthy devices Unknown.
+        """
         seen = self.version
         self.metrics.health_watchers.inc()
         try:
             yield self.current
             while True:
                 async with self._changed:
-                    while self.version == seen:
-                        await self._changed.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait_for(self._newer_than(seen)), resend_interval)
                     seen = self.version
                     snapshot = self.current
+                self.metrics.health_lists.inc()
                 yield snapshot
         finally:
             self.metrics.health_watchers.dec()

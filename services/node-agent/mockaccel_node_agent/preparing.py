@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from structlog.contextvars import bound_contextvars
@@ -74,6 +74,7 @@ class Preparer:
         claims: ClaimSource,
         metrics: Metrics,
         faults: FaultPoints | None = None,
+        fetch_concurrency: int = 8,
     ) -> None:
         self.driver = driver
         self.node = node
@@ -84,6 +85,7 @@ class Preparer:
         self.metrics = metrics
         self.faults = faults or FaultPoints()
         self._inflight: set[asyncio.Task[object]] = set()
+        self._fetch_concurrency = fetch_concurrency
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -125,10 +127,14 @@ class Preparer:
         return {ref.uid: outcomes[ref.uid] for ref in unique}
 
     async def _fetch_all(self, refs: Sequence[ClaimRef]) -> dict[str, tuple[WantedDevice, ...] | NodeAgentError]:
+        # Bounded fan-out: a request naming many claims must not open as many API calls at once.
+        slots = asyncio.Semaphore(self._fetch_concurrency)
+
         async def fetch(ref: ClaimRef) -> tuple[WantedDevice, ...] | NodeAgentError:
             try:
                 ref.validate()
-                allocation = await self.claims.get(ref)
+                async with slots:
+                    allocation = await self.claims.get(ref)
                 check_allocation(ref, allocation)
                 return wanted_devices(allocation, self.driver)
             except NodeAgentError as exc:
@@ -172,19 +178,29 @@ class Preparer:
         sources: list[DeviceSource] = []
         for want in wanted:
             holder = checkpoint.holder_of(want.device)
-            if holder is not None:
+            if holder is not None and not want.admin_access:
                 raise DeviceUnavailableError(f"device {want.device} is already prepared for claim {holder}")
             source = await self.host.read(want.device)
             check_pool(want.device, want.pool, pool_name(self.node, source.device.numa_node))
+            if want.admin_access:
+                # DRAAdminAccess: the scheduler hands in-use devices to monitoring claims on
+                # purpose. No exclusivity, and the ALLOCATED bit stays the owner's.
+                sources.append(replace(source, admin_access=True))
+                continue
             if source.device.allocated:
-                raise DeviceUnavailableError(
-                    f"device {want.device} is marked allocated but no prepared claim holds it; refusing to share it"
-                )
+                # We hold the flock that every prepare of every instance holds from its status
+                # write to its checkpoint write, and no checkpointed claim holds the device: the
+                # bit is left over from an instance killed in between (a maxSurge rolling update)
+                # or a failed rollback. Reclaiming it here, not only at start-up, keeps the device
+                # usable while the surviving instance serves.
+                log.warning("stray_allocation_reclaimed", device=want.device)
             sources.append(source)
         marked: list[str] = []
         spec: str | None = None
         try:
             for source in sources:
+                if source.admin_access:
+                    continue
                 await self.host.set_allocated(source.device.name, True)
                 marked.append(source.device.name)
                 if len(marked) == 1:
@@ -201,6 +217,7 @@ class Preparer:
                         device=want.device,
                         request_names=want.request_names,
                         cdi_device_ids=(cdi_device_id(ref.uid, want.device),),
+                        admin_access=want.admin_access,
                     )
                     for want in wanted
                 ),
@@ -259,7 +276,7 @@ class Preparer:
         if claim is None:
             log.info("claim_not_prepared")
             return checkpoint
-        for index, name in enumerate(claim.device_names):
+        for index, name in enumerate(claim.exclusive_device_names):  # admin-access devices were never marked
             try:
                 await self.host.set_allocated(name, False)
             except DeviceUnavailableError:

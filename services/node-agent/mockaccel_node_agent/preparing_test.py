@@ -250,3 +250,91 @@ async def test_vf_gets_its_physfn_in_the_environment(dirs: AgentDirs, sim: Simul
     assert mount["containerPath"] == "/sys/class/mock-accel/mock0v1"
     assert "ro" in mount["options"]
     assert not json.dumps(mount["hostPath"]).count("/class/")  # the real directory, not the class symlink
+
+
+class CountingClaims(StaticClaims):
+    """A ClaimSource that records how many GETs run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.peak = 0
+
+    async def get(self, ref: ClaimRef) -> ClaimAllocation:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(0)  # let every other fetch start if nothing holds it back
+            await asyncio.sleep(0)
+            return await super().get(ref)
+        finally:
+            self.running -= 1
+
+
+async def test_claim_fetches_of_one_request_are_capped(dirs: AgentDirs) -> None:
+    claims = CountingClaims()
+    refs = [ClaimRef("ns", f"uid-{i}", f"missing-{i}") for i in range(100)]
+    outcomes = await make(dirs, claims).prepare(refs)
+    assert all("not found" in o.error for o in outcomes.values())
+    assert claims.calls == 100
+    assert claims.peak == 8
+
+
+def allocate_admin(claims: StaticClaims, name: str, uid: str, device: str) -> ClaimRef:
+    claims.allocations[name] = ClaimAllocation(
+        uid=uid, allocated=True, results=(AllocationResult("monitor", DRIVER, POOL0, device, admin_access=True),)
+    )
+    return ClaimRef(namespace="ns", uid=uid, name=name)
+
+
+@pytest.mark.parametrize("owner_first", [True, False], ids=["owner-first", "monitor-first"])
+async def test_admin_access_shares_the_device_and_leaves_its_allocated_bit_alone(
+    dirs: AgentDirs, owner_first: bool
+) -> None:
+    claims = StaticClaims()
+    owner = allocate(claims, "owner", "uid-owner", ("r", DRIVER, POOL0, "mock2"))
+    monitor = allocate_admin(claims, "monitor", "uid-mon", "mock2")
+    preparer = make(dirs, claims)
+    order = [owner, monitor] if owner_first else [monitor, owner]
+    for ref in order:
+        outcome = (await preparer.prepare([ref]))[ref.uid]
+        assert outcome.error == "", outcome.error
+    assert dirs.allocated() == {"mock2"}  # marked by the owner only
+    monitor_spec = dirs.spec(spec_file_name("uid-mon"))
+    assert "DRA_ADMIN_ACCESS=true" in monitor_spec["devices"][0]["containerEdits"]["env"]
+    owner_spec = dirs.spec(spec_file_name("uid-owner"))
+    assert "DRA_ADMIN_ACCESS=true" not in owner_spec["devices"][0]["containerEdits"]["env"]
+    assert await preparer.unprepare([monitor]) == {"uid-mon": ""}
+    assert dirs.allocated() == {"mock2"}  # the owner still has it
+    assert await preparer.unprepare([owner]) == {"uid-owner": ""}
+    assert dirs.allocated() == set()
+    assert dirs.consistent() == []
+
+
+async def test_a_second_ordinary_claim_is_still_refused(dirs: AgentDirs) -> None:
+    claims = StaticClaims()
+    monitor = allocate_admin(claims, "monitor", "uid-mon", "mock2")
+    other = allocate(claims, "other", "uid-2", ("r", DRIVER, POOL0, "mock2"))
+    owner = allocate(claims, "owner", "uid-1", ("r", DRIVER, POOL0, "mock2"))
+    preparer = make(dirs, claims)
+    assert (await preparer.prepare([monitor]))["uid-mon"].error == ""
+    assert (await preparer.prepare([owner]))["uid-1"].error == ""
+    assert "already prepared for claim uid-1" in (await preparer.prepare([other]))["uid-2"].error
+
+
+async def test_admin_access_is_read_from_the_allocation() -> None:
+    obj = {
+        "metadata": {"uid": "u"},
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {"request": "a", "driver": DRIVER, "pool": POOL0, "device": "mock0", "adminAccess": True},
+                        {"request": "b", "driver": DRIVER, "pool": POOL0, "device": "mock1"},
+                    ]
+                }
+            }
+        },
+    }
+    allocation = ClaimAllocation.from_object(obj)
+    assert [r.admin_access for r in allocation.results] == [True, False]

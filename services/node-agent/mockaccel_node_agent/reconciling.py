@@ -12,7 +12,7 @@ its devices would hand them to new pods while containers may still use them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mockaccel_common.cdi import to_document
 from mockaccel_common.logging import get_logger
@@ -31,6 +31,7 @@ class Repairs:
     marked: list[str] = field(default_factory=list)
     specs_deleted: list[str] = field(default_factory=list)
     specs_written: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tuple[Checkpoint, Repairs]:
@@ -42,7 +43,14 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
             want = device.name in held
             if device.allocated == want:
                 continue
-            await host.set_allocated(device.name, want)
+            try:
+                await host.set_allocated(device.name, want)
+            except DeviceUnavailableError as exc:
+                # One broken device must not stop the agent: every other claim on the node
+                # still needs prepare and unprepare. Prepare repairs a stray bit later.
+                log.error("device_repair_failed", device=device.name, allocated=want, error=str(exc))
+                repairs.failed.append(device.name)
+                continue
             (repairs.marked if want else repairs.freed).append(device.name)
         wanted_specs = checkpoint.cdi_specs()
         for stale in sorted(await host.our_specs() - set(wanted_specs)):
@@ -50,9 +58,11 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
             repairs.specs_deleted.append(stale)
         for uid, claim in checkpoint.claims.items():
             sources: list[DeviceSource] = []
-            for name in claim.device_names:
+            for prepared_device in claim.devices:
+                name = prepared_device.device
                 try:
-                    sources.append(await host.read(name))
+                    source = await host.read(name)
+                    sources.append(replace(source, admin_access=prepared_device.admin_access))
                 except DeviceUnavailableError as exc:
                     log.warning("prepared_device_missing", claim_uid=uid, device=name, error=str(exc))
             if not sources:
@@ -73,5 +83,6 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
         marked=repairs.marked,
         specs_deleted=repairs.specs_deleted,
         specs_written=repairs.specs_written,
+        failed=repairs.failed,
     )
     return checkpoint, repairs

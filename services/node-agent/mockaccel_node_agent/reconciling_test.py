@@ -14,7 +14,7 @@ from mockaccel_node_agent.domain import checkpoint as codec
 from mockaccel_node_agent.domain.cdi_building import DeviceSource, spec_file_name
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
 from mockaccel_node_agent.domain.claims import ClaimRef, PreparedClaim, PreparedDevice
-from mockaccel_node_agent.errors import CheckpointCorruptError
+from mockaccel_node_agent.errors import CheckpointCorruptError, DeviceUnavailableError
 from mockaccel_node_agent.reconciling import reconcile
 from mockaccel_testing.node_agent import AgentDirs
 
@@ -55,3 +55,29 @@ async def test_a_corrupt_checkpoint_stops_start_up_and_is_kept(dirs: AgentDirs, 
         await reconcile(Host(dirs.sysfs, dirs.cdi), CheckpointStore(dirs.plugin), SerialLock(dirs.plugin))
     assert dirs.allocated() == {"mock0"}  # nothing was freed on a guess
     assert (dirs.plugin / "checkpoint.json").read_bytes() == raw.replace(b"mock0", b"mock1")
+
+
+class BrokenDeviceHost(Host):
+    """A device whose sysfs writes fail (EIO), as a wedged device's would."""
+
+    def __init__(self, dirs: AgentDirs, broken: str) -> None:
+        super().__init__(dirs.sysfs, dirs.cdi)
+        self.broken = broken
+
+    async def set_allocated(self, name: str, allocated: bool) -> None:
+        if name == self.broken:
+            raise DeviceUnavailableError(f"cannot write device {name}: EIO")
+        await super().set_allocated(name, allocated)
+
+
+async def test_one_device_whose_writes_fail_does_not_stop_reconciliation(dirs: AgentDirs, sim: SimulatedNode) -> None:
+    store = CheckpointStore(dirs.plugin)
+    store.save_sync(Checkpoint().with_claim(prepared("kept", "mock0")))
+    for name in ("mock2", "mock3"):
+        await asyncio.to_thread(sim.write, name, "status", "1")  # stray bits
+    checkpoint, repairs = await reconcile(BrokenDeviceHost(dirs, "mock2"), store, SerialLock(dirs.plugin))
+    assert repairs.failed == ["mock2"]
+    assert repairs.freed == ["mock3"]
+    assert repairs.marked == ["mock0"]
+    assert dirs.allocated() == {"mock0", "mock2"}
+    assert list(checkpoint.claims) == ["kept"]

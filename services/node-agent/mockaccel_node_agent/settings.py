@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         None, env="KUBECONFIG", help="kubeconfig file; empty: the pod's service account (in-cluster)."
     )
     api_timeout: float = setting(10.0, env="MOCKACCEL_API_TIMEOUT", help="Timeout of one ResourceClaim GET.", unit="s")
+    claim_fetch_concurrency: int = setting(
+        8,
+        env="MOCKACCEL_CLAIM_FETCH_CONCURRENCY",
+        help="At most this many ResourceClaim GETs of one prepare request run at once.",
+    )
     health_stream: bool = setting(
         True,
         env="MOCKACCEL_HEALTH_STREAM",
@@ -48,6 +53,15 @@ class Settings(BaseSettings):
         0,
         env="MOCKACCEL_HEALTH_CHECK_TIMEOUT",
         help="health_check_timeout_seconds sent with each device (kubelet 1.35+); 0: kubelet's default.",
+        unit="s",
+    )
+    health_resend_interval: float = setting(
+        10.0,
+        env="MOCKACCEL_HEALTH_RESEND_INTERVAL",
+        help=(
+            "Resend the complete device-health list this often even when nothing changed; kubelet marks a device"
+            " Unknown when its last list is older than its health timeout (30 s by default)."
+        ),
         unit="s",
     )
     listen_host: str = setting(
@@ -75,6 +89,13 @@ class Settings(BaseSettings):
             raise SettingsError("node_name is required (flag --node-name or env NODE_NAME)")
         if self.fault_point and self.fault_point not in POINTS:
             raise SettingsError(f"fault_point {self.fault_point!r} is unknown; known: {', '.join(POINTS)}")
+        if not 0 < self.health_resend_interval <= 25:
+            raise SettingsError(
+                "health_resend_interval must be in (0, 25] s (well inside kubelet's 30 s timeout),"
+                f" got {self.health_resend_interval}"
+            )
+        if self.claim_fetch_concurrency < 1:
+            raise SettingsError(f"claim_fetch_concurrency must be at least 1, got {self.claim_fetch_concurrency}")
         if self.api_timeout <= 0:
             raise SettingsError(f"api_timeout must be positive, got {self.api_timeout}")
         for path in (self.registration_socket, self.dra_socket):

@@ -100,11 +100,21 @@ def _class_attributes(
     return attrs
 
 
-def _create_class_device(root: Path, dev_dir: Path, name: str, attrs: dict[str, tuple[str, int]]) -> None:
+def _create_class_device(
+    root: Path, dev_dir: Path, name: str, attrs: dict[str, tuple[str, int]], links: dict[str, str] | None = None
+) -> None:
+    """Build the device directory completely, then publish it with its class link (the last step).
+
+    A scan that sees the class link must find a whole device: a VF whose
+    ``physfn`` link appeared after its class link was skipped by a scan in
+    between, and no later event announced it (a flaky health-stream test).
+    """
     dev_dir.mkdir(parents=True, exist_ok=True)
     for attr, (text, mode) in attrs.items():
         write_attribute(dev_dir / attr, text, mode)
     _symlink("../../../" + dev_dir.parent.parent.name, dev_dir / "device")
+    for link, target in (links or {}).items():
+        _symlink(target, dev_dir / link)
     class_dir = root / abi.CLASS_DIR
     class_dir.mkdir(parents=True, exist_ok=True)
     _symlink(os.path.relpath(dev_dir, class_dir), class_dir / name)
@@ -158,8 +168,7 @@ def create_vf(root: Path, pf: PfSpec, vf_index: int, wordlist_words: int = 0) ->
     for attribute in PASSPHRASE_ATTRIBUTES:
         attrs[attribute] = ((pf_dir / attribute).read_text(encoding="ascii"), attrs[attribute][1])
     dev_dir = pci_dir / abi.CLASS_NAME / name
-    _create_class_device(root, dev_dir, name, attrs)
-    _symlink(f"../{pf.name}", dev_dir / "physfn")
+    _create_class_device(root, dev_dir, name, attrs, links={"physfn": f"../{pf.name}"})
 
 
 def remove_class_device(root: Path, name: str) -> None:

@@ -25,8 +25,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SkippedDevice:
+    """A device the scan could not read; ``transient`` when an attribute failed to read (EIO, EBUSY …)
+    rather than being missing or malformed, so the reader may keep its last good value."""
+
     name: str
     reason: str
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class ScanResult:
 class _Skip(SysfsError):
     """One device cannot be read; the message says why."""
 
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
 
 def class_dir(root: Path) -> Path:
     return root / abi.CLASS_DIR
@@ -54,11 +62,11 @@ def _read(path: str) -> str:
     except FileNotFoundError as exc:
         raise _Skip(f"missing attribute {name}") from exc
     except OSError as exc:
-        raise _Skip(f"cannot read {name}: {exc.strerror}") from exc
+        raise _Skip(f"cannot read {name}: {exc.strerror}", transient=True) from exc
     try:
         data = os.read(fd, 4096)
     except OSError as exc:
-        raise _Skip(f"cannot read {name}: {exc.strerror}") from exc
+        raise _Skip(f"cannot read {name}: {exc.strerror}", transient=True) from exc
     finally:
         os.close(fd)
     try:
@@ -165,7 +173,7 @@ def scan_devices_sync(root: Path) -> ScanResult:
         try:
             devices.append(read_device(root, name))
         except _Skip as exc:
-            skipped.append(SkippedDevice(name, str(exc)))
+            skipped.append(SkippedDevice(name, str(exc), exc.transient))
     return ScanResult(tuple(devices), tuple(skipped))
 
 

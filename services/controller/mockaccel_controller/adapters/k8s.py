@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_common.kube import ApiOutcome, classify_status
 from mockaccel_common.quantity import canonicalise
+from mockaccel_common.versions import MATRIX_HINT, RESOURCE_API_VERSION
 from mockaccel_controller.domain.reconcile import SliceWrite, StoredSlice
 from mockaccel_controller.domain.slices import Attribute, DeviceSpec
 from mockaccel_controller.errors import (
@@ -35,9 +36,10 @@ from mockaccel_controller.errors import (
 )
 
 GROUP = "resource.k8s.io"
-PREFERRED_VERSIONS = ("v1", "v1beta2", "v1beta1")
 USER_AGENT = "mockaccel-controller"
 WATCH_TIMEOUT_S = 300
+# The API server's request limit is 3 MiB; an event is one object plus a few bytes.
+MAX_WATCH_EVENT_BYTES = 8 * 1024 * 1024
 _SPEC_FIELDS = frozenset({"driver", "pool", "nodeName", "devices"})
 _LIBRARY_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
@@ -86,15 +88,22 @@ def _retry_after(exc: ApiException) -> float | None:
 
 
 def choose_version(served: Sequence[str], forced: str = "") -> str:
-    """The resource.k8s.io version to speak: ``forced`` if served, else the best of v1, v1beta2, v1beta1."""
+    """The resource.k8s.io version to speak: ``forced`` if served, else v1.
+
+    No silent fallback to v1beta2/v1beta1: a server without v1 is outside the
+    support matrix (mockaccel_common.versions), and the node agent, which reads
+    claims through v1, could not prepare anything there anyway. ``forced``
+    writes another shape that a supported server also serves.
+    """
     if forced:
         if forced not in served:
             raise PermanentError(f"{GROUP}/{forced} is not served (served: {', '.join(served) or 'none'})")
         return forced
-    for version in PREFERRED_VERSIONS:
-        if version in served:
-            return version
-    raise PermanentError(f"{GROUP} serves none of {', '.join(PREFERRED_VERSIONS)} (served: {', '.join(served)})")
+    if RESOURCE_API_VERSION in served:
+        return RESOURCE_API_VERSION
+    raise PermanentError(
+        f"{GROUP}/{RESOURCE_API_VERSION} is not served (served: {', '.join(served) or 'none'}); {MATRIX_HINT}"
+    )
 
 
 # --- wire format <-> domain ----------------------------------------------------------
@@ -312,14 +321,26 @@ class KubeApi:
             if response.status != 200:
                 error = ApiException(status=response.status, reason=await response.text())
                 raise translate_api_error(error, "watch slices")
+            # Not readline(): aiohttp raises ValueError for a line over 64 KiB, and one
+            # slice of 128 devices with many attributes (or a large annotation) is more.
+            pending = bytearray()
             while True:
                 try:
-                    line = await response.content.readline()
+                    chunk = await response.content.readany()
                 except _LIBRARY_ERRORS as exc:
-                    raise translate_api_error(exc, "watch slices") from exc
-                if not line:
+                    raise ApiUnavailableError(f"watch slices: {type(exc).__name__}: {exc}") from exc
+                if not chunk:
                     return
-                yield _watch_event(line)
+                pending += chunk
+                while (end := pending.find(b"\n")) >= 0:
+                    if end >= MAX_WATCH_EVENT_BYTES:
+                        break
+                    line = bytes(pending[: end + 1])
+                    del pending[: end + 1]
+                    yield _watch_event(line)
+                if len(pending) > MAX_WATCH_EVENT_BYTES:
+                    # Retryable: the pass after it re-lists, which needs no watch line at all.
+                    raise ApiUnavailableError(f"watch slices: an event longer than {MAX_WATCH_EVENT_BYTES} bytes")
 
 
 def _watch_event(line: bytes) -> WatchEvent:
@@ -333,5 +354,3 @@ def _watch_event(line: bytes) -> WatchEvent:
         raise translate_api_error(error, "watch slices")
     metadata = obj.get("metadata") or {}
     return WatchEvent(str(event.get("type")), str(metadata.get("name", "")), str(metadata.get("resourceVersion", "")))
-
-

@@ -58,18 +58,18 @@ def test_the_error_tree_subclasses_no_library_error() -> None:
     ("served", "forced", "chosen"),
     [
         (["v1", "v1beta2", "v1beta1"], "", "v1"),
-        (["v1beta2", "v1beta1"], "", "v1beta2"),
-        (["v1beta1", "v1alpha3"], "", "v1beta1"),
         (["v1", "v1beta1"], "v1beta1", "v1beta1"),
     ],
-    ids=["v1", "only-v1beta2", "only-v1beta1", "forced"],
+    ids=["v1", "forced"],
 )
 def test_version_choice(served: list[str], forced: str, chosen: str) -> None:
     assert choose_version(served, forced) == chosen
 
 
 @pytest.mark.parametrize(
-    ("served", "forced"), [(["v1alpha3"], ""), (["v1"], "v1beta2")], ids=["none", "forced-missing"]
+    ("served", "forced"),
+    [(["v1alpha3"], ""), (["v1"], "v1beta2"), (["v1beta2", "v1beta1"], "")],
+    ids=["none", "forced-missing", "no-v1-is-outside-the-matrix"],
 )
 def test_no_usable_version_is_permanent(served: list[str], forced: str) -> None:
     with pytest.raises(errors.PermanentError):

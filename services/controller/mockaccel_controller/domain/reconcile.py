@@ -6,16 +6,20 @@ as a pure function from (desired, stored) to an ordered list of operations:
 
 1. per pool, the highest stored generation is current; lower ones are obsolete;
 2. current slices are matched to desired slices by their set of device names;
-   unmatched current slices are obsolete, and a stored set that occurs twice
-   (a duplicate create) matches once;
+   desired slices left over then take the remaining current slices in order
+   (index matching, as the reference controller does), so a changed slice is
+   updated in place instead of deleted and re-created; current slices still
+   left over are obsolete;
 3. a matched slice needs an update when its devices, pool fields or our
    labels differ;
-4. the generation is bumped when more than one update or any create is
-   needed, and then every matched slice is rewritten with it; consumers only
-   trust a pool once they see ``resourceSliceCount`` slices of one generation,
-   so a multi-slice change is never half-visible;
-5. operations run deletes (with uid + resourceVersion preconditions) first,
-   then updates, then creates;
+4. the generation is bumped when the change touches more than one slice
+   (several updates, any create, or an update next to a delete), and then
+   every matched slice is rewritten with it; consumers only trust a pool once
+   they see ``resourceSliceCount`` slices of one generation, so a multi-slice
+   change is never half-visible;
+5. operations run updates first, then creates, then deletes (with uid +
+   resourceVersion preconditions), so a pool that stays desired never has
+   zero slices during a change;
 6. pools that are no longer desired lose all their slices.
 
 When nothing differs the plan is empty: an idle controller makes no writes.
@@ -120,20 +124,25 @@ def _plan_pool(
     for index, content in enumerate(desired.slices):
         wanted[content.device_names].append(index)
     matched: dict[int, StoredSlice] = {}
+    leftover: list[StoredSlice] = []
     for current in sorted((s for s in stored if s.generation == generation), key=lambda s: s.name):
         candidates = wanted.get(current.device_names)
         if candidates:
             matched[candidates.pop(0)] = current
         else:
-            obsolete.append(current)
+            leftover.append(current)
     count = len(desired.slices)
+    for index in range(count):
+        if index not in matched and leftover:
+            matched[index] = leftover.pop(0)  # updated in place
+    obsolete += leftover
 
     def write(index: int, gen: int) -> SliceWrite:
         return SliceWrite(pool, gen, count, desired.slices[index].devices, labels)
 
     to_create = [i for i in range(count) if i not in matched]
     to_update = [i for i, s in sorted(matched.items()) if _needs_update(s, write(i, generation))]
-    if len(to_update) > 1 or to_create:
+    if len(to_update) > 1 or to_create or (to_update and leftover):
         generation += 1
         to_update = sorted(matched)
     deletes = [Delete(s) for s in sorted(obsolete, key=lambda s: s.name)]
@@ -160,4 +169,4 @@ def plan(desired: DesiredState, stored: Iterable[StoredSlice], *, driver: str, n
         creates += c
         if spec is not None:
             generations[pool] = generation
-    return Plan((*deletes, *updates, *creates), generations)
+    return Plan((*updates, *creates, *deletes), generations)

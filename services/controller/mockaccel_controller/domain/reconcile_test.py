@@ -83,14 +83,17 @@ def test_nothing_changed_means_no_operations() -> None:
     assert store.sync(state(two_numa())).empty
 
 
-def test_a_new_vf_replaces_the_pools_slice_and_bumps_its_generation_only() -> None:
+def test_a_new_vf_updates_the_pools_one_slice_in_place() -> None:
+    """Before: the slice was deleted and a new one created, leaving the pool empty in between."""
     store = FakeStore()
     store.sync(state(two_numa()))
+    before = {s.pool: s.name for s in store.slices.values()}
     devices = two_numa()
     devices.append(vf(devices[0], 1))
     ops = store.sync(state(devices))
-    assert [type(op) for op in ops.operations] == [Delete, Create]
-    assert ops.generations == {"node-a/numa0": 2, "node-a/numa1": 1}
+    assert [type(op) for op in ops.operations] == [Update]
+    assert ops.generations == {"node-a/numa0": 1, "node-a/numa1": 1}
+    assert {s.pool: s.name for s in store.slices.values()} == before
 
 
 def test_an_attribute_change_in_one_slice_updates_in_place_without_a_bump() -> None:
@@ -187,3 +190,37 @@ def test_stored_equal_to_desired_yields_no_operations(devices: list[Device]) -> 
     writes = store.writes
     assert plan(state(devices), store.slices.values(), driver=DRIVER, node=NODE).empty
     assert store.writes == writes
+
+
+class RecordingStore(FakeStore):
+    """A FakeStore that records the slices of every pool after each single write (a watcher's view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: list[dict[str, int]] = []
+
+    def apply(self, ops: Plan) -> None:
+        for op in ops.operations:
+            super().apply(Plan((op,)))
+            counts: dict[str, int] = {}
+            for s in self.slices.values():
+                counts[s.pool] = counts.get(s.pool, 0) + 1
+            self.views.append(counts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 300), min_size=1, max_size=4, unique=True), min_size=2, max_size=5))
+def test_a_pool_that_stays_desired_never_has_zero_slices(steps: list[list[int]]) -> None:
+    """Every intermediate state a watcher can see, across device sets that grow past 128 and shrink."""
+    store = RecordingStore()
+    previous: set[str] = set()
+    for sizes in steps:
+        devices = [pf(i, numa=n % 2) for n, size in enumerate(sizes[:2]) for i in range(n * 1000, n * 1000 + size)]
+        desired = state(devices)
+        start = len(store.views)
+        store.sync(desired)
+        for view in store.views[start:]:
+            for pool in previous & set(desired.pools):
+                assert view.get(pool, 0) > 0, f"pool {pool} had no slice during a change"
+        previous = set(desired.pools)
+        assert store.sync(desired).empty

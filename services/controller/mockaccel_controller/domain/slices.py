@@ -162,7 +162,15 @@ def desired_state(node: str, driver: str, devices: Iterable[Device]) -> DesiredS
         specs.sort(key=lambda s: s.name)
         step = MAX_DEVICES_PER_SLICE
         chunks = tuple(SliceContent(tuple(specs[i : i + step])) for i in range(0, len(specs), step))
-        pools[name] = PoolSpec(name, labels[name], chunks)
+        pool = PoolSpec(name, labels[name], chunks)
+        # What the API server would refuse with a 422 is not published (the rest of the node is);
+        # a write that can never succeed would otherwise fail every pass.
+        problems = validate_pool(pool)
+        if problems:
+            reason = f"pool {name[:80]!r} cannot be published: {'; '.join(problems)[:400]}"
+            rejected += [Rejected(spec.name, reason) for chunk in chunks for spec in chunk.devices]
+            continue
+        pools[name] = pool
     return DesiredState(pools, tuple(rejected))
 
 

@@ -101,8 +101,17 @@ def test_a_device_whose_memory_does_not_fit_int64_is_rejected_not_published() ->
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(16 * GiB, "16Gi"), (2 * GiB, "2Gi"), (1536 * 2**20, "1536Mi"), (1024, "1Ki"), (1000, "1k"), (1500, "1500"),
-     (0, "0"), (3 * 10**9, "3G"), (17179869185, "17179869185")],
+    [
+        (16 * GiB, "16Gi"),
+        (2 * GiB, "2Gi"),
+        (1536 * 2**20, "1536Mi"),
+        (1024, "1Ki"),
+        (1000, "1k"),
+        (1500, "1500"),
+        (0, "0"),
+        (3 * 10**9, "3G"),
+        (17179869185, "17179869185"),
+    ],
     ids=["16Gi", "2Gi", "1536Mi", "1Ki", "1k", "plain", "zero", "3G", "odd"],
 )
 def test_quantities_are_written_in_the_servers_canonical_form(value: int, text: str) -> None:
@@ -154,3 +163,14 @@ def test_large_pools_split_into_full_slices_of_128(count: int) -> None:
     assert len(sizes) == -(-count // MAX_DEVICES_PER_SLICE)
     assert all(size == MAX_DEVICES_PER_SLICE for size in sizes[:-1])
     assert sum(sizes) == count
+
+
+def test_a_250_character_node_name_makes_the_pool_unpublishable_not_an_api_error() -> None:
+    """``<node>/numa0`` would be 256 characters; the API server answers 422 to every write of it."""
+    node = "n" * 250
+    state = desired_state(node, DRIVER, [pf(0), pf(1)])
+    assert state.pools == {}
+    assert [r.name for r in state.rejected] == ["mock0", "mock1"]
+    assert all("cannot be published" in r.reason and len(r.reason) < 600 for r in state.rejected)
+    short = desired_state("n" * 240, DRIVER, [pf(0)])  # 246 characters: fine
+    assert list(short.pools) == ["n" * 240 + "/numa0"]

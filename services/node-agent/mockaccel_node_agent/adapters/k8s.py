@@ -16,15 +16,28 @@ from kubernetes_asyncio.client import ApiClient, ResourceV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_common.kube import ApiOutcome, classify_status
+from mockaccel_common.versions import MATRIX_HINT
 from mockaccel_node_agent.domain.claims import ClaimAllocation, ClaimRef
 from mockaccel_node_agent.errors import ApiUnavailableError, ClaimError, ClaimNotFoundError
 
 
-def _translate(ref: ClaimRef, status: int, reason: str) -> Exception:
+def _is_status(body: bytes) -> bool:
+    """Whether a body is a Kubernetes Status object (a 404 for a missing claim is; an unserved API's is not)."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("kind") == "Status"
+
+
+def _translate(ref: ClaimRef, status: int, reason: str, body: bytes | None = None) -> Exception:
     """The status policy every service shares (mockaccel_common.kube), in the agent's error tree."""
     what = f"ResourceClaim {ref.namespace}/{ref.name}"
     outcome = classify_status(status)
     if outcome is ApiOutcome.NOT_FOUND:
+        if body is not None and not _is_status(body):
+            # A server without resource.k8s.io/v1 answers a plain-text 404, not "claim not found".
+            return ApiUnavailableError(f"the API server does not serve resource.k8s.io/v1; {MATRIX_HINT}")
         return ClaimNotFoundError(f"{what} not found")
     if outcome is ApiOutcome.REFUSED:
         return ApiUnavailableError(f"reading {what} was refused ({status} {reason}); check the agent's RBAC")
@@ -52,11 +65,13 @@ class ClaimReader:
             finally:
                 response.release()
         except ApiException as exc:
-            raise _translate(ref, int(exc.status or 0), str(exc.reason or "")) from exc
+            raw: Any = exc.body
+            body = raw if isinstance(raw, bytes) else str(raw or "").encode()
+            raise _translate(ref, int(exc.status or 0), str(exc.reason or ""), body) from exc
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ApiUnavailableError(f"the API server is unreachable: {exc!r}") from exc
         if not 200 <= status <= 299:
-            raise _translate(ref, status, reason)
+            raise _translate(ref, status, reason, body)
         try:
             obj: Any = json.loads(body)
         except ValueError as exc:

@@ -28,7 +28,8 @@ from mockaccel_node_agent._generated import v1alpha1 as dra_health
 from mockaccel_node_agent._generated.grpc.health import v1 as grpc_health
 from mockaccel_node_agent._generated.k8s.io.kubelet.pkg.apis.dra import v1 as dra_v1
 from mockaccel_node_agent._generated.k8s.io.kubelet.pkg.apis.dra import v1beta1 as dra_v1beta1
-from mockaccel_node_agent.domain.claims import ClaimRef
+from mockaccel_node_agent.adapters.grpc_guard import GuardedServer, Limits, clip
+from mockaccel_node_agent.domain.claims import MAX_CLAIMS_PER_REQUEST, ClaimRef, check_request
 from mockaccel_node_agent.domain.health import DeviceHealth
 from mockaccel_node_agent.errors import InvalidRequestError, NodeAgentError, RetryableError
 from mockaccel_node_agent.preparing import ClaimOutcome
@@ -41,11 +42,12 @@ HEALTH_V1ALPHA1 = "v1alpha1.DRAResourceHealth"
 
 def _status(exc: NodeAgentError) -> GRPCError:
     """The one mapping from the error tree to gRPC statuses."""
+    message = clip(str(exc))  # may quote client input; trailers and logs stay small
     if isinstance(exc, InvalidRequestError):
-        return GRPCError(Status.INVALID_ARGUMENT, str(exc))
+        return GRPCError(Status.INVALID_ARGUMENT, message)
     if isinstance(exc, RetryableError):
-        return GRPCError(Status.UNAVAILABLE, str(exc))
-    return GRPCError(Status.INTERNAL, str(exc))
+        return GRPCError(Status.UNAVAILABLE, message)
+    return GRPCError(Status.INTERNAL, message)
 
 
 # --- plugin registration -------------------------------------------------------
@@ -74,10 +76,11 @@ class RegistrationService(reg.RegistrationBase):
     async def notify_registration_status(
         self, registration_status: reg.RegistrationStatus
     ) -> reg.RegistrationStatusResponse:
-        self._on_status(registration_status.plugin_registered, registration_status.error)
+        error = clip(registration_status.error)  # echoed into a trailer and a log line: never whole
+        self._on_status(registration_status.plugin_registered, error)
         if not registration_status.plugin_registered:
             # As the kubeletplugin helper does: a failed registration is an error answer.
-            raise GRPCError(Status.UNKNOWN, f"kubelet failed to register the plugin: {registration_status.error}")
+            raise GRPCError(Status.UNKNOWN, f"kubelet failed to register the plugin: {error}")
         return reg.RegistrationStatusResponse()
 
 
@@ -100,9 +103,14 @@ class Claims:
 
 
 def _refs(claims: Sequence[Any]) -> list[ClaimRef]:
+    """The request's claims; a request that cannot be answered claim by claim is INVALID_ARGUMENT."""
+    if len(claims) > MAX_CLAIMS_PER_REQUEST:
+        raise _status(InvalidRequestError(f"{len(claims)} claims in one request; at most {MAX_CLAIMS_PER_REQUEST}"))
     refs = [ClaimRef(namespace=c.namespace, uid=c.uid, name=c.name) for c in claims]
-    if any(not ref.uid for ref in refs):
-        raise _status(InvalidRequestError("every claim needs a uid (the key of the answer)"))
+    try:
+        check_request(refs)
+    except InvalidRequestError as exc:
+        raise _status(exc) from exc
     return refs
 
 
@@ -277,8 +285,15 @@ def supported_versions(health_stream: bool) -> tuple[str, ...]:
     return (DRA_V1, DRA_V1BETA1, HEALTH_V1ALPHA1) if health_stream else (DRA_V1, DRA_V1BETA1)
 
 
-async def start_unix_server(handlers: Sequence[Any], path: Path) -> Server:
-    server = Server(list(handlers))
+async def start_unix_server(
+    handlers: Sequence[Any],
+    path: Path,
+    *,
+    limits: Limits | None = None,
+    on_reject: Callable[[str], None] = lambda _reason: None,
+) -> Server:
+    """Serve kubelet's socket with every input bounded (adapters/grpc_guard.py)."""
+    server = GuardedServer(list(handlers), limits=limits, on_reject=on_reject)
     await server.start(path=str(path))
     return server
 

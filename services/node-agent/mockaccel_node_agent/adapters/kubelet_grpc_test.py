@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -149,6 +151,17 @@ async def test_api_errors_map_to_claim_errors(dirs: AgentDirs, api: FakeApiServe
         assert "API server failed" in (await agent.client.prepare([ClaimRef("ns", "u", "nope")]))["u"].error
 
 
+async def test_a_server_without_resource_v1_is_named_not_claim_not_found(dirs: AgentDirs, api: FakeApiServer) -> None:
+    """Outside the support matrix (docs/versions.md) the error says so instead of a misleading "not found"."""
+    api.add(claim_object("ns", "c1", "uid-1", [("r", DRIVER, POOL0, "mock0")]))
+    api.serves_v1 = False
+    async with running(dirs, settings_for(dirs, api)) as agent:
+        error = (await agent.client.prepare([ClaimRef("ns", "uid-1", "c1")]))["uid-1"].error
+    assert "does not serve resource.k8s.io/v1" in error
+    assert "docs/versions.md" in error
+    assert "not found" not in error
+
+
 async def test_health_stream_sends_the_full_list_then_every_change(
     dirs: AgentDirs, api: FakeApiServer, sim: SimulatedNode
 ) -> None:
@@ -170,6 +183,34 @@ async def test_health_stream_sends_the_full_list_then_every_change(
             seen = {d.device for d in await asyncio.wait_for(anext(stream), 10)}
         assert len(seen) == 10
         await stream.aclose()
+
+
+async def test_health_list_is_resent_well_inside_kubelets_timeout(dirs: AgentDirs, api: FakeApiServer) -> None:
+    """kubelet reports a device Unknown when its last list is older than the health timeout (30 s).
+
+    Scaled down: a 0.3 s resend period against a 1.5 s timeout (kubelet's 30 s is
+    three of our 10 s periods; the margin absorbs a loaded CI machine), the stream
+    held open for five timeouts with no health change at all.
+    """
+    timeout = 1.5
+    async with running(dirs, settings_for(dirs, api, health_resend_interval=0.3)) as agent:
+        stream = agent.client.watch_health()
+        arrivals = [time.monotonic()]
+        first = await asyncio.wait_for(anext(stream), 10)
+        arrivals[0] = time.monotonic()
+        held_until = arrivals[0] + 5 * timeout
+        while (remaining := held_until - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(remaining, 2 * timeout)):
+                    again = await anext(stream)
+            except TimeoutError:
+                break
+            arrivals.append(time.monotonic())
+            assert again == first  # the complete list, unchanged
+        arrivals.append(time.monotonic())
+        await stream.aclose()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert max(gaps) < timeout, f"a device would have turned Unknown: gaps {gaps}"
 
 
 async def test_liveness_exercises_the_sockets_and_metrics_count(dirs: AgentDirs, api: FakeApiServer) -> None:

@@ -52,3 +52,16 @@ class Metrics:
         self.health_changes = Counter(
             "health_lists", "Device-health lists published (one per change).", namespace=NAMESPACE, registry=r
         )
+        self.health_lists = Counter(
+            "health_lists_sent",
+            "Device-health lists sent on NodeWatchResources streams after the first (changes and periodic resends).",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.rejected_requests = Counter(
+            "rejected_requests",
+            "gRPC requests or connections refused as malformed or over a limit.",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )

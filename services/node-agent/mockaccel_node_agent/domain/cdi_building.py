@@ -15,12 +15,20 @@ from mockaccel_common.model import Device
 SYSFS_CLASS_PATH = "/sys/class/mock-accel"
 
 
+# Set on the container edits of an admin-access device, as the reference driver does.
+ADMIN_ACCESS_ENV = "DRA_ADMIN_ACCESS=true"
+
+
 @dataclass(frozen=True)
 class DeviceSource:
-    """A device as read from sysfs, with the real (symlink-free) path of its sysfs directory."""
+    """A device as read from sysfs, with the real (symlink-free) path of its sysfs directory.
+
+    ``admin_access``: prepared for an admin-access (monitoring) claim.
+    """
 
     device: Device
     sysfs_dir: str
+    admin_access: bool = False
 
 
 def spec_file_name(claim_uid: str) -> str:
@@ -48,7 +56,7 @@ def claim_spec(claim_uid: str, sources: Sequence[DeviceSource]) -> CdiSpec:
         devices.append(
             CdiDevice(
                 name=cdi_device_name(claim_uid, name),
-                env=device_env(source.device),
+                env=device_env(source.device) + ((ADMIN_ACCESS_ENV,) if source.admin_access else ()),
                 device_nodes=(DeviceNode(path=f"/dev/{name}", host_path=f"/dev/{name}"),),
                 mounts=(
                     Mount(

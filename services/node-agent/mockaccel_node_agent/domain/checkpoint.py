@@ -37,15 +37,15 @@ class Checkpoint:
         return Checkpoint({k: v for k, v in self.claims.items() if k != uid})
 
     def holder_of(self, device: str) -> str | None:
-        """The UID of the claim holding ``device``, if any."""
+        """The UID of the claim holding ``device`` exclusively, if any (admin-access claims hold nothing)."""
         for uid, claim in self.claims.items():
-            if device in claim.device_names:
+            if device in claim.exclusive_device_names:
                 return uid
         return None
 
     def held_devices(self) -> dict[str, str]:
-        """device name → claim UID for every held device."""
-        return {device: uid for uid, claim in self.claims.items() for device in claim.device_names}
+        """device name → claim UID for every exclusively held device (those marked ALLOCATED)."""
+        return {device: uid for uid, claim in self.claims.items() for device in claim.exclusive_device_names}
 
     def cdi_specs(self) -> dict[str, str]:
         """CDI spec file name → claim UID."""
@@ -57,16 +57,20 @@ def _claim_data(claim: PreparedClaim) -> dict[str, Any]:
         "namespace": claim.ref.namespace,
         "name": claim.ref.name,
         "cdiSpec": claim.cdi_spec,
-        "devices": [
-            {
-                "pool": d.pool,
-                "device": d.device,
-                "requestNames": list(d.request_names),
-                "cdiDeviceIds": list(d.cdi_device_ids),
-            }
-            for d in claim.devices
-        ],
+        "devices": [_device_data(d) for d in claim.devices],
     }
+
+
+def _device_data(device: PreparedDevice) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "pool": device.pool,
+        "device": device.device,
+        "requestNames": list(device.request_names),
+        "cdiDeviceIds": list(device.cdi_device_ids),
+    }
+    if device.admin_access:  # only when set: checkpoints written before it verify unchanged
+        data["adminAccess"] = True
+    return data
 
 
 def _canonical(data: Mapping[str, Any]) -> bytes:
@@ -114,6 +118,7 @@ def decode(raw: bytes, *, path: str = "") -> Checkpoint:
                         device=str(d["device"]),
                         request_names=tuple(str(r) for r in d["requestNames"]),
                         cdi_device_ids=tuple(str(i) for i in d["cdiDeviceIds"]),
+                        admin_access=d.get("adminAccess") is True,
                     )
                     for d in entry["devices"]
                 ),

@@ -9,7 +9,8 @@ share it, and the pool name this node publishes each device under.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,28 @@ from mockaccel_node_agent.errors import (
     NoDevicesError,
 )
 
+# kubelet sends the claims of one pod for one driver; far fewer than this.
+MAX_CLAIMS_PER_REQUEST = 256
+# Object UIDs are UUIDs (36 characters); anything printable up to this length is accepted.
+MAX_UID_LENGTH = 128
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_UID = re.compile(r"[!-~]+")  # printable ASCII, no spaces
+
+
+def is_dns_label(value: str) -> bool:
+    """RFC 1123 label (namespaces): at most 63 of [a-z0-9-], alphanumeric at both ends."""
+    return len(value) <= 63 and _DNS_LABEL.fullmatch(value) is not None
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """RFC 1123 subdomain (ResourceClaim names): at most 253 characters of labels joined by dots."""
+    return len(value) <= 253 and _DNS_SUBDOMAIN.fullmatch(value) is not None
+
+
+def _show(value: str, limit: int = 64) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
 
 @dataclass(frozen=True)
 class ClaimRef:
@@ -31,9 +54,25 @@ class ClaimRef:
     name: str
 
     def validate(self) -> None:
+        """Namespace and name must be what the API server accepts before they go into a URL path."""
         missing = [field for field in ("namespace", "uid", "name") if not getattr(self, field)]
         if missing:
             raise InvalidRequestError(f"claim {self.uid or '?'}: empty {', '.join(missing)}")
+        if not is_dns_label(self.namespace):
+            raise InvalidRequestError(f"claim {self.uid}: namespace {_show(self.namespace)} is not a DNS label")
+        if not is_dns_subdomain(self.name):
+            raise InvalidRequestError(f"claim {self.uid}: name {_show(self.name)} is not a DNS subdomain")
+
+
+def check_request(refs: Sequence[ClaimRef]) -> None:
+    """Every claim needs a UID that can be the key of the answer: non-empty, printable, short."""
+    for ref in refs:
+        if not ref.uid:
+            raise InvalidRequestError("every claim needs a uid (the key of the answer)")
+        if len(ref.uid) > MAX_UID_LENGTH or _UID.fullmatch(ref.uid) is None:
+            raise InvalidRequestError(
+                f"claim uid {_show(ref.uid)} is not printable ASCII of at most {MAX_UID_LENGTH} characters"
+            )
 
 
 @dataclass(frozen=True)
@@ -42,6 +81,7 @@ class AllocationResult:
     driver: str
     pool: str
     device: str
+    admin_access: bool = False  # DRAAdminAccess: the device may be in use by another claim
 
 
 @dataclass(frozen=True)
@@ -69,6 +109,7 @@ class ClaimAllocation:
                     driver=str(r.get("driver", "")),
                     pool=str(r.get("pool", "")),
                     device=str(r.get("device", "")),
+                    admin_access=r.get("adminAccess") is True,
                 )
                 for r in results
             ),
@@ -77,11 +118,16 @@ class ClaimAllocation:
 
 @dataclass(frozen=True)
 class WantedDevice:
-    """A device of this driver that a claim needs, with the requests it serves."""
+    """A device of this driver that a claim needs, with the requests it serves.
+
+    ``admin_access``: every result naming it has adminAccess (a monitoring claim);
+    such a device is prepared without exclusivity and without its ALLOCATED bit.
+    """
 
     pool: str
     device: str
     request_names: tuple[str, ...]
+    admin_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +136,7 @@ class PreparedDevice:
     device: str
     request_names: tuple[str, ...]
     cdi_device_ids: tuple[str, ...]
+    admin_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +150,11 @@ class PreparedClaim:
     @property
     def device_names(self) -> tuple[str, ...]:
         return tuple(d.device for d in self.devices)
+
+    @property
+    def exclusive_device_names(self) -> tuple[str, ...]:
+        """The devices this claim holds alone (and marks ALLOCATED): all but admin-access ones."""
+        return tuple(d.device for d in self.devices if not d.admin_access)
 
 
 def base_request(name: str) -> str:
@@ -123,6 +175,7 @@ def wanted_devices(allocation: ClaimAllocation, driver: str) -> tuple[WantedDevi
     """The devices of ``driver`` in the allocation, in result order, one entry per device."""
     order: list[tuple[str, str]] = []
     requests: dict[tuple[str, str], list[str]] = {}
+    admin: dict[tuple[str, str], bool] = {}
     for result in allocation.results:
         if result.driver != driver:
             continue
@@ -130,12 +183,16 @@ def wanted_devices(allocation: ClaimAllocation, driver: str) -> tuple[WantedDevi
         if key not in requests:
             order.append(key)
             requests[key] = []
+            admin[key] = True
+        admin[key] = admin[key] and result.admin_access
         request = base_request(result.request)
         if request and request not in requests[key]:
             requests[key].append(request)
     if not order:
         raise NoDevicesError(f"the allocation has no device of driver {driver}")
-    return tuple(WantedDevice(pool, device, tuple(requests[(pool, device)])) for pool, device in order)
+    return tuple(
+        WantedDevice(pool, device, tuple(requests[(pool, device)]), admin[(pool, device)]) for pool, device in order
+    )
 
 
 def check_pool(device: str, pool: str, local_pool: str) -> None:
