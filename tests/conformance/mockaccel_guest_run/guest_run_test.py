@@ -70,6 +70,9 @@ def record_property(name: str, value: object) -> None:
     print(f"TIMING {name}={value}", flush=True)
 
 
+# The guest's own deadline (GUEST_TIMEOUT_S) ends a stuck run with its logs; pytest's default
+# 300 s is too short for a TCG guest on a loaded 2-core machine (measured: 160 s idle, > 300 s loaded).
+@pytest.mark.timeout(GUEST_TIMEOUT_S + 120)
 def test_conformance_suite_in_the_guest(share: Path, tmp_path: Path) -> None:
     provisioned = Provisioned.from_env()
     started = time.monotonic()
