@@ -18,6 +18,15 @@ from typing import Any
 import pytest
 
 SETTLE_ROUNDS = 5
+# Tasks the test does not own although they start while it runs: an aiohttp server
+# (a fixture's fake API server) handles each accepted connection in a task of its
+# own, which the server's cleanup in the fixture's teardown ends.
+SERVER_OWNED = ("RequestHandler.start",)
+
+
+def _owned_by_the_test(task: asyncio.Task[Any]) -> bool:
+    name = getattr(task.get_coro(), "__qualname__", "")
+    return not name.endswith(SERVER_OWNED)
 
 
 def fail_on_leaked_tasks(test: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -29,7 +38,9 @@ def fail_on_leaked_tasks(test: Callable[..., Coroutine[Any, Any, Any]]) -> Calla
         result = await test(*args, **kwargs)
         current = asyncio.current_task()
         for _ in range(SETTLE_ROUNDS):  # tasks that are finishing get to finish
-            leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+            leaked = [
+                t for t in asyncio.all_tasks() - before if t is not current and not t.done() and _owned_by_the_test(t)
+            ]
             if not leaked:
                 return result
             await asyncio.sleep(0)
