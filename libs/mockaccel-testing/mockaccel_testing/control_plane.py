@@ -212,8 +212,10 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 # `kubectl logs/exec` reach a real kubelet (kubelet_node.py) by its
-                # --node-ip; its hostname need not resolve on the test machine.
+                # node IP, as a client of the cluster CA; its hostname need not resolve.
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={certs.apiserver_kubelet_client.cert}",
+                f"--kubelet-client-key={certs.apiserver_kubelet_client.key}",
                 "--profiling=false",
                 *gate_args,
                 *self.apiserver_extra_args,

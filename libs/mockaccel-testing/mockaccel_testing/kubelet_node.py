@@ -12,6 +12,10 @@ kubelet's `/var/log/containers` symlinks (a fixed path; ours are removed on stop
 shim sockets in `/run/containerd/s` (named by a hash of our socket address). The CNI
 network does no masquerading and maps no ports, so it adds no iptables rules.
 
+The node IP is the machine's own address (the default route's source): kubelet rejects
+loopback node IPs, and the API server dials the node IP for `kubectl logs`. kubelet
+serves there with client-certificate authentication against the cluster CA only.
+
 Every process runs under ManagedProcess (own process group, `setpriv --pdeathsig KILL`).
 containerd's shims leave its group by design; stop() finds them by their `-address`.
 """
@@ -140,7 +144,7 @@ class KubeletNode:
         self.containerd_socket = self.host.containerd_socket
         self.cni_conf_dir = self.host.cni_conflist.parent
         self.cgroup_root = self.host.cgroup_root
-        self.node_ip = net.LOOPBACK
+        self.node_ip = ""
         self.kubelet_port = 0
         self.bridge = ""
         self.pod_subnet = ""
@@ -210,6 +214,7 @@ class KubeletNode:
             d.mkdir(parents=True, exist_ok=True)
         self.host.make_cgroup_root()
         self.bridge, self.pod_subnet = _pick_bridge_and_subnet(self.name)
+        self.node_ip = _primary_ipv4()
         self._write_cni_config()
         containerd_config = self._write_containerd_config()
         self._spawn("containerd", [str(self.runtime.containerd_bin / "containerd"), "--config", str(containerd_config)])
@@ -272,8 +277,15 @@ class KubeletNode:
             "readOnlyPort": 0,
             "healthzBindAddress": net.LOOPBACK,
             "healthzPort": healthz_port,
-            # Loopback only: the API server (kubectl logs/exec) is the one caller.
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
+            # kubelet refuses a loopback node IP ("nodeIP can't be loopback address": the
+            # Node then has no addresses and `kubectl logs` fails), so it serves on the
+            # machine's own address. Only clients with a certificate of this throwaway
+            # cluster's CA get in (the API server has one); no anonymous access.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": False},
+                "x509": {"clientCAFile": str(self.plane.ca_cert)},
+            },
             "authorization": {"mode": "AlwaysAllow"},
             "podLogsDirectory": str(self.pod_logs_dir),
             # A test machine's disk is small and shared: never evict or GC for space.
@@ -597,6 +609,15 @@ def _unmount_under(directory: Path) -> None:
             points.append(point)
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def _primary_ipv4() -> str:
+    """The source address of the default route: an address kubelet accepts as node IP."""
+    out = subprocess.run(["ip", "-4", "route", "get", "1.1.1.1"], capture_output=True, text=True, check=True).stdout
+    words = out.split()
+    if "src" not in words:
+        raise KubeletNodeStartError(f"no IPv4 source address for the node IP in `ip route get`: {out!r}")
+    return words[words.index("src") + 1]
 
 
 def _pick_bridge_and_subnet(name: str) -> tuple[str, str]:

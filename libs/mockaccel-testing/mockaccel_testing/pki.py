@@ -37,6 +37,7 @@ class ControlPlanePki:
     admin: CertPair
     controller_manager: CertPair
     scheduler: CertPair
+    apiserver_kubelet_client: CertPair  # the API server's identity towards kubelets
     service_account_key: Path
     service_account_pub: Path
 
@@ -78,6 +79,7 @@ def generate(directory: Path, service_ip: str) -> ControlPlanePki:
         admin=leaf("admin", "mockaccel-admin", organization="system:masters"),
         controller_manager=leaf("controller-manager", "system:kube-controller-manager"),
         scheduler=leaf("scheduler", "system:kube-scheduler"),
+        apiserver_kubelet_client=leaf("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,
     )
