@@ -6,7 +6,7 @@ the kubelet plugin registration and `kubectl logs` need a kubelet and a containe
 Everything the node writes lives under `work_dir`: containerd's root and state (pod
 network namespaces included, `netns_mounts_under_state_dir`), kubelet's root dir with its
 `plugins` and `plugins_registry` dirs, CDI specs, the CNI config and IPAM state, pod logs.
-Pods run in a cgroup root of their own (`/mockaccel/<node>`), so stopping kills whatever
+Pods run in a cgroup root of their own (`/mockaccel/<node>-<hash>`), so stopping kills whatever
 is left in it. What cannot be private: the CNI bridge (a host link, removed on stop),
 kubelet's `/var/log/containers` symlinks (a fixed path; ours are removed on stop) and the
 shim sockets in `/run/containerd/s` (named by a hash of our socket address). The CNI
@@ -23,6 +23,7 @@ containerd's shims leave its group by design; stop() finds them by their `-addre
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -254,13 +255,14 @@ class KubeletNode:
         # TaintNodesByCondition taints every new Node not-ready; the node-lifecycle
         # controller would lift it, but the test-bed runs without it (fake Nodes do not
         # heartbeat). The kubelet reported Ready: lift the taint as that controller would.
-        if any(t.get("key") == NOT_READY_TAINT for t in _taints(self._read_node())):
-            self._kubectl("taint", "nodes", self.name, f"{NOT_READY_TAINT}:NoSchedule-", check=False)
-        self._wait(
-            f"Node {self.name} untainted",
-            deadline,
-            lambda: not any(t.get("key") == NOT_READY_TAINT for t in _taints(self._read_node())),
-        )
+        self._wait(f"Node {self.name} untainted", deadline, self._lift_not_ready_taint)
+
+    def _lift_not_ready_taint(self) -> bool:
+        """True once the taint is gone; otherwise ask for its removal (again)."""
+        if not any(t.get("key") == NOT_READY_TAINT for t in _taints(self._read_node())):
+            return True
+        self._kubectl("taint", "nodes", self.name, f"{NOT_READY_TAINT}:NoSchedule-", check=False)
+        return False
 
     def _kubelet_config(self, healthz_port: int) -> dict[str, Any]:
         return {
@@ -492,7 +494,9 @@ class NodeHost:
 
     @property
     def cgroup_root(self) -> str:
-        return f"/mockaccel/{self.name}"
+        """Unique per work dir, so two nodes of the same name (CLI and tests) never share one."""
+        digest = hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:8]
+        return f"/mockaccel/{self.name}-{digest}"
 
     def clean_up(self) -> None:
         """Undo host changes; safe to call repeatedly and after a killed run."""
