@@ -10,7 +10,8 @@ Pods run in a cgroup root of their own (`/mockaccel/<node>-<hash>`), so stopping
 is left in it. What cannot be private: the CNI bridge (a host link, removed on stop),
 kubelet's `/var/log/containers` symlinks (a fixed path; ours are removed on stop) and the
 shim sockets in `/run/containerd/s` (named by a hash of our socket address). The CNI
-network does no masquerading and maps no ports, so it adds no iptables rules.
+network does no masquerading and maps no ports, and kubelet runs with
+`makeIPTablesUtilChains: false`, so nothing adds iptables rules.
 
 The node IP is the machine's own address (the default route's source): kubelet rejects
 loopback node IPs, and the API server dials the node IP for `kubectl logs`. kubelet
@@ -289,7 +290,9 @@ class KubeletNode:
                 "x509": {"clientCAFile": str(self.plane.ca_cert)},
             },
             "authorization": {"mode": "AlwaysAllow"},
-            "podLogsDirectory": str(self.pod_logs_dir),
+            "podLogsDir": str(self.pod_logs_dir),
+            # No KUBE-FIREWALL/canary chains: they are host-wide and nothing here needs them.
+            "makeIPTablesUtilChains": False,
             # A test machine's disk is small and shared: never evict or GC for space.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
