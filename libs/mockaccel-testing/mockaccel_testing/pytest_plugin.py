@@ -1,6 +1,6 @@
-"""pytest plugin: `control_plane` (one per session), `kube` (an admin ApiClient per test),
-and diagnostics: a failing test that used the control plane gets the cluster's state and
-the components' log tails attached to its report (mockaccel_testing.diagnostics).
+"""pytest plugin: `control_plane` and `kubelet_node` (one per session), `kube` (an admin
+ApiClient per test), and diagnostics: a failing test that used the control plane gets the
+cluster's state and the components' log tails attached to its report (mockaccel_testing.diagnostics).
 
 Enable it with `pytest_plugins = ["mockaccel_testing.pytest_plugin"]` in a conftest.py.
 The session fixture is synchronous on purpose, so it works whatever event-loop scope the
@@ -19,6 +19,7 @@ from kubernetes_asyncio.client import ApiClient
 from mockaccel_testing.client import admin_client
 from mockaccel_testing.control_plane import ControlPlane
 from mockaccel_testing.diagnostics import dump_cluster
+from mockaccel_testing.kubelet_node import REAL_NODE_TAINT, KubeletNode
 from mockaccel_testing.settings import Settings
 
 
@@ -38,6 +39,25 @@ def control_plane(mockaccel_settings: Settings, tmp_path_factory: pytest.TempPat
         yield plane
     finally:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubelet_node(
+    mockaccel_settings: Settings, control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KubeletNode]:
+    """A real node (containerd + kubelet) joined to `control_plane`, Ready and untainted.
+
+    Its plugin dirs, CDI spec dir and logs are under its work dir (see KubeletNode). It is
+    tainted with REAL_NODE_TAINT so pods of tests written for fake Nodes stay off it: a pod
+    meant for it tolerates that taint and selects `kubernetes.io/hostname: <node.name>`.
+    """
+    work_dir = tmp_path_factory.mktemp("kubelet-node")
+    node = KubeletNode.from_settings(mockaccel_settings, control_plane, work_dir, taints=[REAL_NODE_TAINT])
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest_asyncio.fixture
