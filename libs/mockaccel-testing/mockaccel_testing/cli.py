@@ -165,6 +165,16 @@ def _env(state: Path) -> int:
         node = info["node"]
         logs = f"{node['work_dir']}/logs"
         print(f"# real node {node['name']} (image {node['busybox_image']}); logs in {logs}", file=sys.stderr)
+        # What installing the chart on that node needs (tools/demo uses them).
+        exports = {
+            "MOCKACCEL_NODE_NAME": node["name"],
+            "MOCKACCEL_NODE_KUBELET_DIR": node.get("root_dir", ""),
+            "MOCKACCEL_NODE_CDI_DIR": node["cdi_spec_dir"],
+            "MOCKACCEL_NODE_CONTAINERD_SOCKET": node["containerd_socket"],
+            "MOCKACCEL_NODE_CTR": node.get("ctr", ""),
+        }
+        for key, value in exports.items():
+            print(f"export {key}={shlex.quote(str(value))}")
     return 0
 
 

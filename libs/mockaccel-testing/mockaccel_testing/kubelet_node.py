@@ -47,10 +47,13 @@ from mockaccel_testing.settings import NODE_RUNTIME_ENV, Settings
 LOG_TAIL_LINES = 40
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
 CGROUP_FS = Path("/sys/fs/cgroup")
+KUBELET_ROOT_BASE = Path("/run/mak")  # see NodeHost.kubelet_root_dir
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 # Keeps other tests' pods (meant for fake Nodes) off a real node in a shared session;
 # pods for the node tolerate it (see the pytest fixture).
 REAL_NODE_TAINT: Mapping[str, str] = {"key": "mockaccel.test/real-node", "effect": "NoSchedule"}
+# The image deploy/examples run: node-runtime.sh's busybox, tagged with a stable name on import.
+EXAMPLES_BUSYBOX_IMAGE = "localhost/mock-accel-busybox:latest"
 PROVISION_HINT = "run tools/provision/all.sh (or node-runtime.sh) and source the env file it prints"
 
 
@@ -136,13 +139,13 @@ class KubeletNode:
         self.start_timeout = start_timeout
         self.taints = tuple(dict(t) for t in taints)
         self.log_dir = self.work_dir / "logs"
-        self.root_dir = self.work_dir / "kubelet"
+        self.host = NodeHost(self.work_dir, name)
+        self.root_dir = self.host.kubelet_root_dir
         self.plugins_dir = self.root_dir / "plugins"
         self.plugins_registry_dir = self.root_dir / "plugins_registry"
         self.cdi_spec_dir = (cdi_spec_dir or self.work_dir / "cdi").resolve()
         self.pod_logs_dir = self.work_dir / "pod-logs"
         self.containerd_dir = self.work_dir / "containerd"
-        self.host = NodeHost(self.work_dir, name)
         self.containerd_socket = self.host.containerd_socket
         self.cni_conf_dir = self.host.cni_conflist.parent
         self.cgroup_root = self.host.cgroup_root
@@ -222,7 +225,9 @@ class KubeletNode:
         self._spawn("containerd", [str(self.runtime.containerd_bin / "containerd"), "--config", str(containerd_config)])
         self._wait("containerd", deadline, lambda: self._ctr("version", check=False).returncode == 0)
         for archive in (self.runtime.pause_image_archive, self.runtime.busybox_image_archive):
-            self._ctr("images", "import", "--all-platforms", str(archive))
+            self.import_image(archive)
+        # deploy/examples name the busybox image by a stable tag, whatever its version.
+        self._ctr("images", "tag", "--force", self.runtime.busybox_image, EXAMPLES_BUSYBOX_IMAGE)
 
         (self.kubelet_port, healthz_port) = net.free_ports(2)
         cert = pki.issue_client(
@@ -402,6 +407,10 @@ imports = []  # not the host's /etc/containerd/conf.d
 
     # -- stop ------------------------------------------------------------------------
 
+    def import_image(self, archive: Path) -> None:
+        """Load an OCI archive into containerd's ``k8s.io`` namespace (pods never pull)."""
+        self._ctr("images", "import", "--all-platforms", str(archive))
+
     # -- helpers ---------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -415,7 +424,7 @@ imports = []  # not the host's /etc/containerd/conf.d
             capture_output=True,
             text=True,
             check=check,
-            timeout=60,
+            timeout=300,  # importing a service image (~200 MB) on a busy machine
         )
 
     def _kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -463,6 +472,8 @@ imports = []  # not the host's /etc/containerd/conf.d
             "name": self.name,
             "work_dir": str(self.work_dir),
             "containerd_socket": str(self.containerd_socket),
+            "ctr": str(self.runtime.containerd_bin / "ctr"),
+            "root_dir": str(self.root_dir),
             "plugins_dir": str(self.plugins_dir),
             "plugins_registry_dir": str(self.plugins_registry_dir),
             "cdi_spec_dir": str(self.cdi_spec_dir),
@@ -496,6 +507,18 @@ class NodeHost:
         return self.work_dir / "pod-logs"
 
     @property
+    def kubelet_root_dir(self) -> Path:
+        """kubelet's --root-dir: short, because plugin sockets live under it.
+
+        A DRA driver with per-pod sockets registers
+        ``<root>/plugins_registry/<driver>-<podUID>-reg.sock`` (68 bytes for
+        mock-accel.example.com) and sun_path holds 107: a root under a pytest temp
+        dir or the cache is too long. Unique per work dir, like the cgroup root.
+        """
+        digest = hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:8]
+        return KUBELET_ROOT_BASE / digest
+
+    @property
     def cgroup_root(self) -> str:
         """Unique per work dir, so two nodes of the same name (CLI and tests) never share one."""
         digest = hashlib.sha256(str(self.work_dir).encode()).hexdigest()[:8]
@@ -506,6 +529,7 @@ class NodeHost:
         self.kill_shims()
         self.kill_pods()
         _unmount_under(self.work_dir)
+        _unmount_under(self.kubelet_root_dir)
         self.remove_cgroups()
         with contextlib.suppress(ValueError, KeyError, IndexError, OSError):
             bridge = json.loads(self.cni_conflist.read_text())["plugins"][0]["bridge"]
@@ -612,7 +636,7 @@ def _unmount_under(directory: Path) -> None:
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split(" ")[4].replace("\\040", " ")
-        if point.startswith(prefix):
+        if point.startswith(prefix) or point == str(directory):  # kubelet makes its root dir a mount
             points.append(point)
     for point in sorted(points, key=len, reverse=True):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)

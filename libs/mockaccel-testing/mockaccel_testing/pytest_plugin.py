@@ -72,7 +72,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Attach the cluster's state to the report of a failing test that used the control plane."""
     report = yield
     if report.failed and "control_plane" in getattr(item, "fixturenames", ()):
-        plane = getattr(item, "funcargs", {}).get("control_plane")
+        funcargs = getattr(item, "funcargs", {})
+        plane = funcargs.get("control_plane")
         if isinstance(plane, ControlPlane) and plane.processes:
-            report.sections.append(("mock-accel cluster diagnostics", dump_cluster(plane)))
+            node = funcargs.get("kubelet_node")
+            # A real node's kubelet and containerd logs, and every container's log on it.
+            extra = (
+                [*sorted(node.log_dir.glob("*.log")), *sorted(node.pod_logs_dir.glob("*/*/*.log"))]
+                if isinstance(node, KubeletNode)
+                else []
+            )
+            report.sections.append(("mock-accel cluster diagnostics", dump_cluster(plane, extra)))
     return report
