@@ -97,7 +97,7 @@ async def test_a_transient_read_error_keeps_the_device_published(
     name, sim = node
     pool = f"{name}/numa0"
     capabilities = sim.root / "class/mock-accel/mock1/capabilities"
-    with capture_logs() as logs:
+    with capture_logs():
         async with running_controller(controller_settings(name, sim.root, control_plane.kubeconfig)):
             await published(kube, name, {pool: ["mock0", "mock1"]})
             saved = capabilities.read_text()

@@ -286,3 +286,24 @@ def test_the_policy_is_behind_a_value(control_plane: ControlPlane) -> None:
     assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds
     kinds = {o["kind"] for o in render(control_plane, "controller.restrictSlicesToOwnNode=false")}
     assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
+def test_a_simulated_node_is_seen_at_its_host_path(control_plane: ControlPlane) -> None:
+    """Simulated devices (docs/abi.md §8.5): the agent sees the tree where runc resolves the CDI host paths."""
+    root = "/srv/sim/sys"
+    objects = render(
+        control_plane,
+        f"controller.sysfsRoot={root}",
+        f"nodeAgent.sysfsRoot={root}",
+        f"nodeAgent.deviceDir={root}/dev",
+        "nodeAgent.containerSysfsDir=/run/mock-accel",
+    )
+    agent_spec, controller_spec = pod_spec(objects, "node-agent"), pod_spec(objects, "controller")
+    refs = {"spec.nodeName": "node-a", "metadata.uid": "0f1e2d3c-aaaa-bbbb-cccc-000000000001"}
+    agent = settings_from(agent_spec, NodeAgentSettings, **refs)
+    controller = settings_from(controller_spec, ControllerSettings, **refs)
+    assert agent.sysfs_root == Path(root)
+    assert host_path(agent_spec, agent.sysfs_root) == Path(root)
+    assert host_path(controller_spec, controller.sysfs_root) == Path(root)
+    assert agent.device_dir == Path(f"{root}/dev")
+    assert agent.cdi_sysfs_dir == Path("/run/mock-accel")

@@ -82,3 +82,57 @@ ensure_apt() {
 	fi
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
+
+# True when version $1 >= version $2 (dotted numbers, e.g. 1.25.0).
+version_ge() { printf '%s\n%s\n' "$2" "$1" | sort -V -C; }
+
+# ensure_go [VERSION]: put a Go toolchain of at least VERSION (e.g. 1.25.0; default:
+# any go that can switch toolchains, >= 1.21) first on PATH, installing one if needed.
+#
+# Why: a fresh Debian machine has no go, and bookworm's own golang-go (1.19) is too
+# old for Kubernetes. The machine's go is used when new enough. Otherwise Debian's
+# golang-$GO_BOOTSTRAP_MAJOR-go from $GO_BOOTSTRAP_SUITE is unpacked into the cache
+# (dpkg -x: nothing is installed system-wide, so a machine's own go is never shadowed)
+# and serves as the bootstrap that fetches goVERSION through the Go module proxy's
+# toolchain route (GOTOOLCHAIN=goVERSION), go's own client for that registry. Both
+# land in the cache, so a second call only runs `go env`.
+ensure_go() {
+	local want=${1:-1.21.0} have="" boot=""
+	export GOMODCACHE="${GOMODCACHE:-$MOCKACCEL_CACHE/go/mod}"
+	if command -v go >/dev/null 2>&1; then
+		have=$(GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)
+		have=${have#go}; have=${have%% *}
+		if [ -n "$have" ] && version_ge "$have" "$want"; then return 0; fi
+		if [ -n "$have" ] && version_ge "$have" 1.21.0; then boot=$(command -v go); fi
+	fi
+	if [ -z "$boot" ]; then
+		local dir="$MOCKACCEL_CACHE/go-bootstrap/golang-$GO_BOOTSTRAP_MAJOR-$GO_BOOTSTRAP_SUITE"
+		boot="$dir/usr/lib/go-$GO_BOOTSTRAP_MAJOR/bin/go"
+		if [ ! -x "$boot" ]; then
+			log "no go >= $want: unpacking golang-$GO_BOOTSTRAP_MAJOR-go from Debian $GO_BOOTSTRAP_SUITE"
+			local tmp
+			tmp=$(mktemp -d) && chmod 755 "$tmp" # apt's _apt user downloads into it
+			(cd "$tmp" && suite_apt "$GO_BOOTSTRAP_SUITE" -- download -qq \
+				"golang-$GO_BOOTSTRAP_MAJOR-go" "golang-$GO_BOOTSTRAP_MAJOR-src" >&2)
+			rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+			local deb
+			for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dir.tmp"; done
+			rm -rf "$tmp" "$dir" && mv "$dir.tmp" "$dir"
+		fi
+		have=$(GOTOOLCHAIN=local "$boot" env GOVERSION); have=${have#go}; have=${have%% *}
+		if version_ge "$have" "$want"; then
+			PATH="$(dirname "$boot"):$PATH"; export PATH
+			return 0
+		fi
+	fi
+	local goarch toolchain
+	goarch=$(GOTOOLCHAIN=local "$boot" env GOARCH)
+	toolchain="$GOMODCACHE/golang.org/toolchain@v0.0.1-go$want.linux-$goarch"
+	if [ ! -x "$toolchain/bin/go" ]; then
+		log "fetching the go$want toolchain through the Go module proxy (bootstrap: go$have)"
+		mkdir -p "$GOMODCACHE"
+		GOTOOLCHAIN="go$want" GOFLAGS=-modcacherw "$boot" version >&2
+	fi
+	[ -x "$toolchain/bin/go" ] || die "go$want toolchain not found at $toolchain after download"
+	PATH="$toolchain/bin:$PATH"; export PATH
+}

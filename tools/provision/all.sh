@@ -33,6 +33,7 @@ kubelet_client=$(step kubelet-client)
 rootfs=$(step guest-rootfs)
 checkpatch=$(step checkpatch)
 step kmm-base-image >/dev/null
+node_runtime=$(step node-runtime)
 
 value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1; }
 
@@ -52,6 +53,13 @@ export MOCKACCEL_KUBELET_CLIENT='$(value KUBELET_CLIENT "$kubelet_client")'
 export MOCKACCEL_GUEST_ROOTFS='$(value GUEST_ROOTFS "$rootfs")'
 export MOCKACCEL_GUEST_9P_MODULES='$(value GUEST_9P_MODULES "$rootfs")'
 export MOCKACCEL_CHECKPATCH='$(value CHECKPATCH "$checkpatch")'
+export MOCKACCEL_CONTAINERD_BIN='$(value CONTAINERD_BIN "$node_runtime")'
+export MOCKACCEL_RUNC='$(value RUNC "$node_runtime")'
+export MOCKACCEL_CNI_BIN_DIR='$(value CNI_BIN_DIR "$node_runtime")'
+export MOCKACCEL_PAUSE_IMAGE='$(value PAUSE_IMAGE "$node_runtime")'
+export MOCKACCEL_PAUSE_IMAGE_ARCHIVE='$(value PAUSE_IMAGE_ARCHIVE "$node_runtime")'
+export MOCKACCEL_BUSYBOX_IMAGE='$(value BUSYBOX_IMAGE "$node_runtime")'
+export MOCKACCEL_BUSYBOX_IMAGE_ARCHIVE='$(value BUSYBOX_IMAGE_ARCHIVE "$node_runtime")'
 ENV
 mv "$tmp" "$env_file"
 printf '%s\n' "$env_file"

@@ -23,9 +23,9 @@ DIR="$MOCKACCEL_CACHE/kubelet-client/$K8S_VERSION-$key"
 BIN="$DIR/kubelet-client"
 
 if [ ! -x "$BIN" ]; then
-	command -v go >/dev/null 2>&1 || die "go not found on PATH"
-	export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -modcacherw"
 	export GOMODCACHE="$MOCKACCEL_CACHE/go/mod" GOCACHE="$MOCKACCEL_CACHE/go/build"
+	ensure_go "$(awk '$1 == "go" {print $2; exit}' "$SRC/go.mod")"
+	export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -modcacherw"
 	mkdir -p "$DIR" "$GOMODCACHE" "$GOCACHE"
 	log "building the kubelet test client (k8s.io/kubelet $staging)"
 	(cd "$SRC" && go build -trimpath -o "$BIN.tmp" .)

@@ -34,12 +34,14 @@ if [ -f "$STAMP" ] && all_present; then
 	exit 0
 fi
 
-# Go toolchain: the local one only (no toolchain downloads), module and build
-# caches shared under the cache root so rebuilds and version bumps are warm.
-command -v go >/dev/null 2>&1 || die "go not found on PATH (Kubernetes $K8S_VERSION needs a recent Go toolchain)"
-# -modcacherw: a plain rm -rf can clean the cache root.
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -modcacherw"
+# Go toolchain: any go that can read go.mod first (installed by ensure_go when missing),
+# then the version k8s.io/kubernetes's go.mod asks for (below). Module and build caches
+# are shared under the cache root so rebuilds and version bumps are warm.
 export GOMODCACHE="$MOCKACCEL_CACHE/go/mod" GOCACHE="$MOCKACCEL_CACHE/go/build"
+ensure_go
+# -modcacherw: a plain rm -rf can clean the cache root. GOTOOLCHAIN=local: ensure_go
+# alone picks the toolchain, so no build switches versions behind our back.
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -modcacherw"
 mkdir -p "$BIN_DIR" "$GOMODCACHE" "$GOCACHE"
 
 build_kubernetes() {
@@ -61,6 +63,7 @@ build_kubernetes() {
 	[ -f "$kmod" ] || die "could not download the go.mod of k8s.io/kubernetes@$K8S_VERSION"
 	local goversion
 	goversion=$(awk '$1 == "go" {print $2; exit}' "$kmod")
+	ensure_go "$goversion"
 	{
 		echo "module mockaccel.invalid/kubernetes-build"
 		echo
@@ -93,6 +96,9 @@ build_helm() {
 	local dir="$MOCKACCEL_CACHE/helm/$HELM_VERSION"
 	if [ ! -x "$dir/bin/helm" ]; then
 		log "building helm $HELM_VERSION"
+		local hmod
+		hmod=$(cd "$GOMODCACHE" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')
+		ensure_go "$(awk '$1 == "go" {print $2; exit}' "$hmod")"
 		local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 		ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 		GOBIN="$dir/bin" GOFLAGS=-modcacherw go install -trimpath -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mockaccel_testing.binaries import KubeBinaries
 from mockaccel_testing.control_plane import ControlPlane, ControlPlaneStartError
+from mockaccel_testing.kubelet_node import KubeletNode, KubeletNodeStartError, NodeHost, NodeRuntime
 from mockaccel_testing.processes import stop_group
 from mockaccel_testing.service_process import python_env
 from mockaccel_testing.settings import Settings
@@ -39,36 +40,49 @@ def main(argv: list[str] | None = None) -> int:
         help="where the cluster state and logs live (default: $MOCKACCEL_CACHE/cluster)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the control plane in the background")
+    up = sub.add_parser("up", help="start the control plane in the background")
+    up.add_argument("--with-node", action="store_true", help="also start a real kubelet node (containerd + kubelet)")
     sub.add_parser("down", help="stop it and remove its state")
     sub.add_parser("env", help="print shell exports for kubectl and helm")
-    sub.add_parser("serve", help="run the control plane in the foreground (used by up)")
+    serve = sub.add_parser("serve", help="run the control plane in the foreground (used by up)")
+    serve.add_argument("--with-node", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.state_dir is None:
         parser.error("no --state-dir and neither MOCKACCEL_CACHE nor HOME is set")
     state: Path = args.state_dir.resolve()
     command: str = args.command
     if command == "up":
-        return _up(settings, state)
+        return _up(settings, state, with_node=args.with_node)
     if command == "down":
         return _down(state)
     if command == "env":
         return _env(state)
-    return _serve(settings, state)
+    return _serve(settings, state, with_node=args.with_node)
 
 
-def _up(settings: Settings, state: Path) -> int:
+def _up(settings: Settings, state: Path, *, with_node: bool) -> int:
     if _running_pid(state) is not None and (state / STATE_FILE).exists():
         print(f"# already running (state in {state})", file=sys.stderr)
         return _env(state)
     KubeBinaries.locate(settings.kube_bin)  # fail here, with the provisioning hint
+    if with_node:
+        NodeRuntime.from_settings(settings)
     for child in _recorded_pids(state).values():  # leftovers of a serve that was killed
         stop_group(child)
+    _clean_up_node(state)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     with (state / SERVE_LOG).open("ab") as log:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "mockaccel_testing.cli", "--state-dir", str(state), "serve"],
+            [
+                sys.executable,
+                "-m",
+                "mockaccel_testing.cli",
+                "--state-dir",
+                str(state),
+                "serve",
+                *(["--with-node"] if with_node else []),
+            ],
             stdin=subprocess.DEVNULL,
             env=python_env(inherit=True),
             stdout=log,
@@ -86,8 +100,9 @@ def _up(settings: Settings, state: Path) -> int:
     return _env(state)
 
 
-def _serve(settings: Settings, state: Path) -> int:
+def _serve(settings: Settings, state: Path, *, with_node: bool) -> int:
     plane = ControlPlane.from_settings(settings, state / "plane")
+    node = KubeletNode.from_settings(settings, plane, state / "node") if with_node else None
     # Block the signals before starting so a `down` during start-up is not lost.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
@@ -96,12 +111,25 @@ def _serve(settings: Settings, state: Path) -> int:
         print(exc, file=sys.stderr)
         return 1
     try:
+        if node is not None:
+            node.start()
         info = {**plane.describe(), "kube_bin": str(settings.kube_bin)}
+        if node is not None:
+            info["node"] = node.describe()
+            info["pids"] = {
+                **{p.name: p.pid for p in plane.processes},
+                **{f"node-{p.name}": p.pid for p in node.processes},
+            }
         tmp = state / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(info, indent=2) + "\n")
         tmp.replace(state / STATE_FILE)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    except KubeletNodeStartError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     finally:
+        if node is not None:
+            node.stop()
         plane.stop()
     return 0
 
@@ -118,6 +146,7 @@ def _down(state: Path) -> int:
     # Whatever the serve process could not stop: every component has its own group.
     for child in _recorded_pids(state).values():
         stop_group(child)
+    _clean_up_node(state)
     shutil.rmtree(state, ignore_errors=True)
     print(f"# control plane down; removed {state}", file=sys.stderr)
     return 0
@@ -132,7 +161,33 @@ def _env(state: Path) -> int:
     print(f"export KUBECONFIG={shlex.quote(info['kubeconfig'])}")
     print(f"export MOCKACCEL_KUBE_BIN={shlex.quote(info['kube_bin'])}")
     print(f'export PATH={shlex.quote(info["kube_bin"])}:"$PATH"')
+    if "node" in info:
+        node = info["node"]
+        logs = f"{node['work_dir']}/logs"
+        print(f"# real node {node['name']} (image {node['busybox_image']}); logs in {logs}", file=sys.stderr)
+        # What installing the chart on that node needs (tools/demo uses them).
+        exports = {
+            "MOCKACCEL_NODE_NAME": node["name"],
+            "MOCKACCEL_NODE_KUBELET_DIR": node.get("root_dir", ""),
+            "MOCKACCEL_NODE_CDI_DIR": node["cdi_spec_dir"],
+            "MOCKACCEL_NODE_CONTAINERD_SOCKET": node["containerd_socket"],
+            "MOCKACCEL_NODE_CTR": node.get("ctr", ""),
+        }
+        for key, value in exports.items():
+            print(f"export {key}={shlex.quote(str(value))}")
     return 0
+
+
+def _clean_up_node(state: Path) -> None:
+    """Pods, mounts, cgroups and the bridge of a node whose serve process was killed."""
+    try:
+        node = json.loads((state / STATE_FILE).read_text()).get("node")
+    except (FileNotFoundError, ValueError):
+        node = None
+    if node:
+        NodeHost(Path(node["work_dir"]), node["name"]).clean_up()
+    elif (state / "node").is_dir():  # killed during start-up, before the state was written
+        NodeHost(state / "node", KubeletNode.DEFAULT_NAME).clean_up()
 
 
 def _running_pid(state: Path) -> int | None:

@@ -84,6 +84,16 @@ class ControlPlane:
         return self._require_pki().ca.cert
 
     @property
+    def ca_cert_pair(self) -> pki.CertPair:
+        """The cluster CA with its key, to issue client identities (e.g. a kubelet's)."""
+        return self._require_pki().ca
+
+    def api_get(self, path: str) -> tuple[int, str]:
+        """GET `path` from the API server as the admin; raises OSError when it is down."""
+        admin = self.admin_cert
+        return net.http_get(self.apiserver_port, path, tls=True, ca=self.ca_cert, cert=admin.cert, key=admin.key)
+
+    @property
     def processes(self) -> tuple[ManagedProcess, ...]:
         return tuple(self._processes)
 
@@ -201,6 +211,11 @@ class ControlPlane:
                 # "kubernetes" Service; nothing here needs that endpoint.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
+                # `kubectl logs/exec` reach a real kubelet (kubelet_node.py) by its
+                # node IP, as a client of the cluster CA; its hostname need not resolve.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={certs.apiserver_kubelet_client.cert}",
+                f"--kubelet-client-key={certs.apiserver_kubelet_client.key}",
                 "--profiling=false",
                 *gate_args,
                 *self.apiserver_extra_args,

@@ -48,5 +48,6 @@ def dump_cluster(plane: ControlPlane, extra_logs: Sequence[Path] = ()) -> str:
     for query in QUERIES:
         parts.append(f"===== kubectl {' '.join(query)}\n{_kubectl(plane, query)}")
     for log in [*sorted(plane.log_dir.glob("*.log")), *extra_logs]:
-        parts.append(f"===== {log.name} (last {LOG_TAIL_LINES} lines)\n{_tail(log)}")
+        title = log.name if log.parent == plane.log_dir else str(log)  # pod logs are all N.log
+        parts.append(f"===== {title} (last {LOG_TAIL_LINES} lines)\n{_tail(log)}")
     return "\n".join(parts)

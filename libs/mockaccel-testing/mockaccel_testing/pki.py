@@ -37,6 +37,7 @@ class ControlPlanePki:
     admin: CertPair
     controller_manager: CertPair
     scheduler: CertPair
+    apiserver_kubelet_client: CertPair  # the API server's identity towards kubelets
     service_account_key: Path
     service_account_pub: Path
 
@@ -62,46 +63,8 @@ def generate(directory: Path, service_ip: str) -> ControlPlanePki:
     )
     ca = _write(directory, "ca", ca_cert, ca_key)
 
-    def leaf(
-        name: str,
-        common_name: str,
-        organization: str | None = None,
-        server: bool = False,
-    ) -> CertPair:
-        key = ec.generate_private_key(ec.SECP256R1())
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-        if organization:
-            attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.DNSName("kubernetes.default.svc.cluster.local"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address(service_ip)),
-                    ]
-                ),
-                critical=False,
-            )
-        return _write(directory, name, builder.sign(ca_key, hashes.SHA256()), key)
+    def leaf(name: str, common_name: str, organization: str | None = None, server: bool = False) -> CertPair:
+        return _leaf(directory, name, ca_cert, ca_key, common_name, organization, server, service_ip)
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_key_path = directory / "sa.key"
@@ -116,9 +79,66 @@ def generate(directory: Path, service_ip: str) -> ControlPlanePki:
         admin=leaf("admin", "mockaccel-admin", organization="system:masters"),
         controller_manager=leaf("controller-manager", "system:kube-controller-manager"),
         scheduler=leaf("scheduler", "system:kube-scheduler"),
+        apiserver_kubelet_client=leaf("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,
     )
+
+
+def issue_client(
+    ca: CertPair, directory: Path, name: str, common_name: str, organization: str | None = None
+) -> CertPair:
+    """A client certificate signed by an existing CA (e.g. a kubelet's system:node:<name>)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise TypeError(f"unsupported CA key type in {ca.key}")
+    directory.mkdir(parents=True, exist_ok=True)
+    return _leaf(directory, name, ca_cert, ca_key, common_name, organization, server=False)
+
+
+def _leaf(
+    directory: Path,
+    name: str,
+    ca_cert: x509.Certificate,
+    ca_key: _PrivateKey,
+    common_name: str,
+    organization: str | None = None,
+    server: bool = False,
+    service_ip: str | None = None,
+) -> CertPair:
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)
+    )
+    if server:
+        names: list[x509.GeneralName] = [
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]
+        if service_ip:
+            names.append(x509.IPAddress(ipaddress.ip_address(service_ip)))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return _write(directory, name, builder.sign(ca_key, hashes.SHA256()), key)
 
 
 def _key_usage(ca: bool) -> x509.KeyUsage:

@@ -18,6 +18,14 @@ KUBE_BIN_ENV = "MOCKACCEL_KUBE_BIN"
 WORK_DIR_ENV = "MOCKACCEL_CONTROL_PLANE_DIR"
 START_TIMEOUT_ENV = "MOCKACCEL_CONTROL_PLANE_START_TIMEOUT"
 APISERVER_EXTRA_ARGS_ENV = "MOCKACCEL_APISERVER_EXTRA_ARGS"
+# What tools/provision/node-runtime.sh prints, for the real kubelet node (kubelet_node.py).
+CONTAINERD_BIN_ENV = "MOCKACCEL_CONTAINERD_BIN"
+RUNC_ENV = "MOCKACCEL_RUNC"
+CNI_BIN_DIR_ENV = "MOCKACCEL_CNI_BIN_DIR"
+PAUSE_IMAGE_ENV = "MOCKACCEL_PAUSE_IMAGE"
+PAUSE_IMAGE_ARCHIVE_ENV = "MOCKACCEL_PAUSE_IMAGE_ARCHIVE"
+BUSYBOX_IMAGE_ENV = "MOCKACCEL_BUSYBOX_IMAGE"
+BUSYBOX_IMAGE_ARCHIVE_ENV = "MOCKACCEL_BUSYBOX_IMAGE_ARCHIVE"
 
 DEFAULT_START_TIMEOUT = 180.0
 
@@ -33,6 +41,8 @@ class Settings:
     apiserver_extra_args: appended to the kube-apiserver command line (a test-only knob,
         e.g. to check that a failing start reports the logs).
     cache_dir: the provisioning cache root (the CLI keeps its cluster state there).
+    node_runtime: what tools/provision/node-runtime.sh provisioned for a real kubelet
+        node, keyed by its output names (CONTAINERD_BIN, RUNC, ...); empty when unset.
     """
 
     kube_bin: Path | None = None
@@ -40,6 +50,7 @@ class Settings:
     start_timeout: float = DEFAULT_START_TIMEOUT
     apiserver_extra_args: tuple[str, ...] = field(default_factory=tuple)
     cache_dir: Path | None = None
+    node_runtime: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,4 +63,17 @@ class Settings:
             start_timeout=float(timeout) if timeout else DEFAULT_START_TIMEOUT,
             apiserver_extra_args=tuple(shlex.split(env.get(APISERVER_EXTRA_ARGS_ENV, ""))),
             cache_dir=cache_root(env),
+            node_runtime={key: value for key, name in NODE_RUNTIME_ENV.items() if (value := lookup(name, env))},
         )
+
+
+# node_runtime keys (node-runtime.sh output names) and their environment variables.
+NODE_RUNTIME_ENV = {
+    "CONTAINERD_BIN": CONTAINERD_BIN_ENV,
+    "RUNC": RUNC_ENV,
+    "CNI_BIN_DIR": CNI_BIN_DIR_ENV,
+    "PAUSE_IMAGE": PAUSE_IMAGE_ENV,
+    "PAUSE_IMAGE_ARCHIVE": PAUSE_IMAGE_ARCHIVE_ENV,
+    "BUSYBOX_IMAGE": BUSYBOX_IMAGE_ENV,
+    "BUSYBOX_IMAGE_ARCHIVE": BUSYBOX_IMAGE_ARCHIVE_ENV,
+}

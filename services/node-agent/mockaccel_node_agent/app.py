@@ -36,6 +36,7 @@ from mockaccel_node_agent.adapters.kubelet_grpc import (
 from mockaccel_node_agent.adapters.metrics import Metrics
 from mockaccel_node_agent.adapters.probes import start_liveness, start_metrics
 from mockaccel_node_agent.adapters.state import CheckpointStore, SerialLock
+from mockaccel_node_agent.domain.cdi_building import CdiLayout
 from mockaccel_node_agent.health_feed import HealthFeed
 from mockaccel_node_agent.preparing import Preparer
 from mockaccel_node_agent.reconciling import reconcile
@@ -74,7 +75,11 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         for directory in (settings.plugin_dir, settings.cdi_dir, settings.registry_dir):
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         metrics = Metrics()
-        host = Host(settings.sysfs_root, settings.cdi_dir)
+        host = Host(
+            settings.sysfs_root,
+            settings.cdi_dir,
+            CdiLayout(device_dir=str(settings.device_dir), sysfs_dir=str(settings.cdi_sysfs_dir)),
+        )
         store = CheckpointStore(settings.plugin_dir)
         lock = SerialLock(settings.plugin_dir)
         checkpoint, _ = await reconcile(host, store, lock)

@@ -67,7 +67,7 @@ async def reconcile(host: Host, store: CheckpointStore, lock: SerialLock) -> tup
                     log.warning("prepared_device_missing", claim_uid=uid, device=name, error=str(exc))
             if not sources:
                 continue
-            expected = to_document(claim_spec(uid, sources))
+            expected = to_document(claim_spec(uid, sources, host.layout))
             raw = await host.read_spec(claim.cdi_spec)
             try:
                 current = json.loads(raw) if raw is not None else None

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
         help="Directory of the DRA socket, the checkpoint and the lock (shared with the controller).",
     )
     cdi_dir: Path = setting(Path("/var/run/cdi"), env="MOCKACCEL_CDI_DIR", help="Dynamic CDI spec directory.")
+    device_dir: Path = setting(
+        Path("/dev"),
+        env="MOCKACCEL_DEVICE_DIR",
+        help="Host directory of the device nodes (CDI hostPath); a simulated node's <root>/dev (docs/abi.md 8.5).",
+    )
+    cdi_sysfs_dir: Path = setting(
+        Path("/sys/class/mock-accel"),
+        env="MOCKACCEL_CDI_SYSFS_DIR",
+        help="Container dir of each function's sysfs dir (MOCK_ACCEL_<DEV>_SYSFS); outside /sys if simulated.",
+    )
     kubeconfig: Path | None = setting(
         None, env="KUBECONFIG", help="kubeconfig file; empty: the pod's service account (in-cluster)."
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -230,3 +231,17 @@ def test_topology_to_tree_to_devices_round_trip(topology: object, data: st.DataO
                 assert vf.uuid == vf_uuid(pf.uuid, vf_index)
                 assert vf.memory_size == pf.vf_memory
                 assert vf.numa_node == device.numa_node
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs CAP_MKNOD")
+def test_device_nodes_follow_the_class_devices(sim: SimulatedNode) -> None:
+    """Each function has <root>/dev/<name>, a 1:3 character device (docs/abi.md §8.5)."""
+    dev = sim.root / "dev"
+    node = os.stat(dev / "mock0")
+    assert stat.S_ISCHR(node.st_mode)
+    assert (os.major(node.st_rdev), os.minor(node.st_rdev)) == (1, 3)
+    sim.write("mock0", "sriov_numvfs", "2")
+    assert sorted(p.name for p in dev.iterdir() if p.name.startswith("mock0")) == ["mock0", "mock0v0", "mock0v1"]
+    assert all(stat.S_ISCHR(os.stat(dev / n).st_mode) for n in ("mock0v0", "mock0v1"))
+    sim.write("mock0", "sriov_numvfs", "0")
+    assert sorted(p.name for p in dev.iterdir() if p.name.startswith("mock0")) == ["mock0"]

@@ -16,7 +16,9 @@ never sees a half-written attribute.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -28,7 +30,12 @@ from mockaccel_common.sysfs import abi
 
 PF_CAPABILITIES = Capability.COMPUTE | Capability.PASSPHRASE | Capability.SRIOV | Capability.HEALTH_IRQ
 VF_CAPABILITIES = Capability.COMPUTE | Capability.PASSPHRASE | Capability.HEALTH_IRQ
-CHAR_MAJOR = 240  # a dynamic major as the driver would get; the simulator has no char devices
+CHAR_MAJOR = 240  # a dynamic major as the driver would get (the ``dev`` attribute)
+# Device nodes of a simulated node: ``<root>/dev/<name>``, character devices with the
+# numbers of /dev/null (1:3), so a container runtime can create ``/dev/<name>`` in a
+# container from them (docs/abi.md §8.5). Reads give EOF, writes are discarded.
+DEV_DIR = "dev"
+DEVICE_NODE_NUMBERS = (1, 3)
 
 
 def write_attribute(path: Path, text: str, mode: int = 0o444) -> None:
@@ -118,6 +125,28 @@ def _create_class_device(
     class_dir = root / abi.CLASS_DIR
     class_dir.mkdir(parents=True, exist_ok=True)
     _symlink(os.path.relpath(dev_dir, class_dir), class_dir / name)
+    make_device_node(root, name)
+
+
+def device_node_path(root: Path, name: str) -> Path:
+    return root / DEV_DIR / name
+
+
+def make_device_node(root: Path, name: str) -> None:
+    """``<root>/dev/<name>`` as a 1:3 character device; skipped without CAP_MKNOD."""
+    path = device_node_path(root, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_char_device():
+        return
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(*DEVICE_NODE_NUMBERS))
+    except FileExistsError:
+        path.unlink()
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(*DEVICE_NODE_NUMBERS))
+    except PermissionError:
+        # Unprivileged simulations (unit tests) have no device nodes; only a
+        # container runtime needs them, and it runs as root.
+        return
 
 
 def create_pf(root: Path, pf: PfSpec, wordlist_words: int = 0) -> None:
@@ -178,6 +207,8 @@ def remove_class_device(root: Path, name: str) -> None:
     except OSError:
         return
     link.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        device_node_path(root, name).unlink()
     for entry in target.iterdir():
         entry.unlink()
     target.rmdir()

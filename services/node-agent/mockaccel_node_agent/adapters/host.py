@@ -20,14 +20,21 @@ from mockaccel_common.model import Device
 from mockaccel_common.sysfs import abi
 from mockaccel_common.sysfs.reader import ScanResult, read_device, scan_devices
 from mockaccel_common.sysfs.writer import SysfsWriter
-from mockaccel_node_agent.domain.cdi_building import DeviceSource, claim_spec, is_our_spec, spec_file_name
+from mockaccel_node_agent.domain.cdi_building import (
+    CdiLayout,
+    DeviceSource,
+     claim_spec,
+    is_our_spec,
+    spec_file_name,
+)
 from mockaccel_node_agent.errors import DeviceUnavailableError, PermanentError
 
 
 class Host:
-    def __init__(self, sysfs_root: Path, cdi_dir: Path) -> None:
+    def __init__(self, sysfs_root: Path, cdi_dir: Path, layout: CdiLayout | None = None) -> None:
         self.sysfs_root = sysfs_root
         self.cdi_dir = cdi_dir
+        self.layout = layout or CdiLayout()
         self._writer = SysfsWriter(sysfs_root)
 
     # --- sysfs ---------------------------------------------------------------
@@ -64,7 +71,7 @@ class Host:
     def _write_spec_sync(self, claim_uid: str, sources: list[DeviceSource]) -> str:
         name = spec_file_name(claim_uid)
         try:
-            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources))
+            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources, self.layout))
         except OSError as exc:
             raise PermanentError(f"cannot write CDI spec {name}: {exc.strerror}") from exc
         return name

@@ -9,10 +9,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mockaccel_common.cdi import CDI_KIND, CdiDevice, CdiSpec, DeviceNode, Mount, device_env, transient_spec_name
+from mockaccel_common.cdi import (
+    CDI_KIND,
+    CdiDevice,
+    CdiSpec,
+    DeviceNode,
+    Mount,
+    device_env,
+    env_prefix,
+    transient_spec_name,
+)
 from mockaccel_common.model import Device
 
 SYSFS_CLASS_PATH = "/sys/class/mock-accel"
+HOST_DEVICE_DIR = "/dev"
+
+
+@dataclass(frozen=True)
+class CdiLayout:
+    """Where a device's files come from on the host and where the container sees them.
+
+    device_dir: host directory of the character device nodes (``/dev`` with the
+        driver; a simulated node's ``<root>/dev``). The container path is always
+        ``/dev/<name>``.
+    sysfs_dir: container directory under which each function's sysfs directory is
+        mounted (``<sysfs_dir>/<name>``); advertised as ``MOCK_ACCEL_<DEV>_SYSFS``.
+        ``/sys/class/mock-accel`` works where the driver's class exists in the
+        container's sysfs; a simulated node needs a path outside ``/sys``.
+    """
+
+    device_dir: str = HOST_DEVICE_DIR
+    sysfs_dir: str = SYSFS_CLASS_PATH
 
 
 # Set on the container edits of an admin-access device, as the reference driver does.
@@ -49,19 +76,25 @@ def is_our_spec(file_name: str) -> bool:
     return file_name.startswith(prefix) and file_name.endswith(".json") and len(file_name) > len(prefix) + 5
 
 
-def claim_spec(claim_uid: str, sources: Sequence[DeviceSource]) -> CdiSpec:
+def claim_spec(claim_uid: str, sources: Sequence[DeviceSource], layout: CdiLayout | None = None) -> CdiSpec:
+    layout = layout or CdiLayout()
     devices = []
     for source in sources:
         name = source.device.name
+        sysfs_path = f"{layout.sysfs_dir.rstrip('/')}/{name}"
         devices.append(
             CdiDevice(
                 name=cdi_device_name(claim_uid, name),
-                env=device_env(source.device) + ((ADMIN_ACCESS_ENV,) if source.admin_access else ()),
-                device_nodes=(DeviceNode(path=f"/dev/{name}", host_path=f"/dev/{name}"),),
+                env=(
+                    *device_env(source.device),
+                    f"{env_prefix(name)}SYSFS={sysfs_path}",
+                    *((ADMIN_ACCESS_ENV,) if source.admin_access else ()),
+                ),
+                device_nodes=(DeviceNode(path=f"/dev/{name}", host_path=f"{layout.device_dir.rstrip('/')}/{name}"),),
                 mounts=(
                     Mount(
                         host_path=source.sysfs_dir,
-                        container_path=f"{SYSFS_CLASS_PATH}/{name}",
+                        container_path=sysfs_path,
                         options=("ro", "nosuid", "nodev", "noexec", "bind"),
                     ),
                 ),
