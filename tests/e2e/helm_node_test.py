@@ -11,6 +11,7 @@ container received through CDI.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import subprocess
@@ -297,3 +298,105 @@ async def _has_slices(resource: ResourceV1Api, node: str) -> bool:
 def _allocated(installed: Installed, dev: str) -> bool:
     text = (installed.sim.root / abi.CLASS_DIR / dev / "status").read_text()
     return bool(abi.parse_status(text) & Status.ALLOCATED)
+
+
+async def _namespace(core: CoreV1Api, prefix: str) -> str:
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    await core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=namespace)))
+    await wait_for("default ServiceAccount", lambda: core.read_namespaced_service_account("default", namespace), bool)
+    return namespace
+
+
+async def _agent_pod(core: CoreV1Api) -> Any:
+    """The node agent's pod once it is Running and Ready."""
+
+    async def ready() -> Any:
+        selector = "app.kubernetes.io/component=node-agent"
+        pods = (await core.list_namespaced_pod(NAMESPACE, label_selector=selector)).items
+        live = [p for p in pods if not p.metadata.deletion_timestamp and p.status.phase == "Running"]
+        conditions = {c.type: c.status for c in (live[0].status.conditions or [])} if len(live) == 1 else {}
+        return live[0] if conditions.get("Ready") == "True" else None
+
+    return await wait_until("the node agent's pod ready", ready, within=START_WITHIN)
+
+
+async def test_a_workload_starting_while_the_agent_is_replaced_still_starts(
+    installed: Installed, kube: ApiClient
+) -> None:
+    core, resource = CoreV1Api(kube), ResourceV1Api(kube)
+    old = await _agent_pod(core)
+    await wait_until("slices of the real node", lambda: _has_slices(resource, installed.node.name), within=START_WITHIN)
+    namespace = await _namespace(core, "replace")
+    try:
+        template, pod = example_pod("pf", installed.node)
+        await resource.create_namespaced_resource_claim_template(namespace, template)
+        # The agent goes away (kubelet sends SIGTERM) while the workload is being started:
+        # kubelet retries NodePrepareResources until the DaemonSet's new agent registers.
+        await core.delete_namespaced_pod(old.metadata.name, NAMESPACE)
+        await core.create_namespaced_pod(namespace, pod)
+        done = await wait_for(
+            "pod pf finished",
+            lambda: core.read_namespaced_pod(pod["metadata"]["name"], namespace),
+            lambda p: p.status.phase in ("Succeeded", "Failed"),
+            within=START_WITHIN + POD_WITHIN,
+        )
+        log = await core.read_namespaced_pod_log(pod["metadata"]["name"], namespace)
+        assert done.status.phase == "Succeeded", (done.status, log)
+        assert "mock-accel ready" in log
+        new = await _agent_pod(core)
+        assert new.metadata.uid != old.metadata.uid
+    finally:
+        await core.delete_namespace(namespace)
+
+
+def _health(pod: Any) -> dict[str, str]:
+    """resourceID -> health of the devices kubelet reports in the pod's status."""
+    return {
+        health.resource_id: health.health
+        for status in (pod.status.container_statuses or [])
+        for allocated in (status.allocated_resources_status or [])
+        for health in (allocated.resources or [])
+    }
+
+
+async def test_device_health_reaches_the_pod_status(installed: Installed, kube: ApiClient) -> None:
+    core, resource = CoreV1Api(kube), ResourceV1Api(kube)
+    await _agent_pod(core)
+    await wait_until("slices of the real node", lambda: _has_slices(resource, installed.node.name), within=START_WITHIN)
+    namespace = await _namespace(core, "health")
+    template, pod = example_pod("pf", installed.node)
+    name = pod["metadata"]["name"]
+    pod["spec"]["restartPolicy"] = "Always"
+    pod["spec"]["terminationGracePeriodSeconds"] = 1
+    pod["spec"]["containers"][0]["command"] = ["sh", "-c", "echo mock-accel ready; exec sleep 3600"]
+    device = ""
+    try:
+        await resource.create_namespaced_resource_claim_template(namespace, template)
+        await core.create_namespaced_pod(namespace, pod)
+        healthy = await wait_for(
+            "the pod's device reported Healthy in its status",
+            lambda: core.read_namespaced_pod(name, namespace),
+            lambda p: bool(_health(p)) and set(_health(p).values()) == {"Healthy"},
+            within=START_WITHIN,
+        )
+        # kubelet names the device by its CDI ID: k8s.mock-accel.example.com/device=<claim UID>-<device>.
+        (resource_id,) = _health(healthy)
+        device = resource_id.rsplit("-", 1)[-1]
+        assert (installed.sim.root / abi.CLASS_DIR / device).is_dir(), resource_id
+        # kubelet marks a device Unknown when no health list arrived for 30 s; the agent
+        # resends its list, so a healthy device stays Healthy past that timeout.
+        until = time.monotonic() + 35
+        while time.monotonic() < until:
+            assert _health(await core.read_namespaced_pod(name, namespace)) == {resource_id: "Healthy"}
+            await asyncio.sleep(2.5)
+        installed.sim.set_health(device, healthy=False)
+        await wait_for(
+            "the pod's device reported Unhealthy in its status",
+            lambda: core.read_namespaced_pod(name, namespace),
+            lambda p: _health(p) == {resource_id: "Unhealthy"},
+            within=60,
+        )
+    finally:
+        if device:
+            installed.sim.set_health(device, healthy=True)
+        await core.delete_namespace(namespace)
