@@ -16,12 +16,11 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from mockaccel_testing import net, pki
 from mockaccel_testing.binaries import KubeBinaries
 from mockaccel_testing.kubeconfig import write_kubeconfig
-from mockaccel_testing.processes import ManagedProcess
+from mockaccel_testing.processes import ManagedProcess, ProcessGroupOwner
 from mockaccel_testing.settings import Settings
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -37,7 +36,7 @@ class ControlPlaneStartError(RuntimeError):
     """The control plane did not come up; the message carries the component log tails."""
 
 
-class ControlPlane:
+class ControlPlane(ProcessGroupOwner):
     """Start, probe and stop one control plane whose state lives in `work_dir`."""
 
     def __init__(
@@ -92,22 +91,6 @@ class ControlPlane:
         """GET `path` from the API server as the admin; raises OSError when it is down."""
         admin = self.admin_cert
         return net.http_get(self.apiserver_port, path, tls=True, ca=self.ca_cert, cert=admin.cert, key=admin.key)
-
-    @property
-    def processes(self) -> tuple[ManagedProcess, ...]:
-        return tuple(self._processes)
-
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -35,13 +35,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from mockaccel_testing import net, pki
 from mockaccel_testing.control_plane import ControlPlane
 from mockaccel_testing.kubeconfig import write_kubeconfig
-from mockaccel_testing.processes import ManagedProcess
+from mockaccel_testing.processes import ManagedProcess, ProcessGroupOwner
 from mockaccel_testing.settings import NODE_RUNTIME_ENV, Settings
 
 LOG_TAIL_LINES = 40
@@ -116,7 +115,7 @@ class NodeRuntime:
         return runtime
 
 
-class KubeletNode:
+class KubeletNode(ProcessGroupOwner):
     """Start, probe and stop one kubelet node whose state lives in `work_dir`."""
 
     DEFAULT_NAME = "mockaccel-node"
@@ -163,22 +162,6 @@ class KubeletNode:
         return cls(
             plane, NodeRuntime.from_settings(settings), work_dir, start_timeout=settings.start_timeout, taints=taints
         )
-
-    @property
-    def processes(self) -> tuple[ManagedProcess, ...]:
-        return tuple(self._processes)
-
-    def __enter__(self) -> KubeletNode:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import IO, Self
 
 
 class ManagedProcess:
@@ -99,3 +100,31 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+class ProcessGroupOwner:
+    """A test-bed part made of managed processes: ``start()``/``stop()``, usable as a context manager."""
+
+    _processes: list[ManagedProcess]
+
+    @property
+    def processes(self) -> tuple[ManagedProcess, ...]:
+        return tuple(self._processes)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
