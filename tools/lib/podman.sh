@@ -61,23 +61,62 @@ debian_base_image() {
 	log "$image bootstrapped in $((SECONDS - started)) s"
 }
 
+# podman_service_runs_containers IMAGE
+# True when the service on PODMAN_SOCKET can create, start, wait for and remove
+# a container of IMAGE. A long-lived service can answer _ping and still fail
+# every start ("write child: broken pipe", defunct conmon children), so a ping
+# alone does not prove it usable.
+podman_service_runs_containers() {
+	local image=$1 api="http://d/v1.41" id code
+	id=$(curl -fsS --max-time 20 --unix-socket "$PODMAN_SOCKET" -H 'Content-Type: application/json' \
+		-d "{\"Image\":\"$image\",\"Entrypoint\":[\"true\"],\"Cmd\":[],\"Labels\":{\"mock-accel.probe\":\"1\"}}" \
+		"$api/containers/create" 2>/dev/null | sed -n 's/.*"Id":"\([0-9a-f]*\)".*/\1/p') || true
+	[ -n "$id" ] || return 1
+	code=$(curl -fsS --max-time 20 --unix-socket "$PODMAN_SOCKET" -X POST "$api/containers/$id/start" >/dev/null 2>&1 &&
+		curl -fsS --max-time 30 --unix-socket "$PODMAN_SOCKET" -X POST "$api/containers/$id/wait" 2>/dev/null |
+		sed -n 's/.*"StatusCode":\([0-9]*\).*/\1/p') || true
+	curl -fsS --max-time 20 --unix-socket "$PODMAN_SOCKET" -X DELETE "$api/containers/$id?force=true" >/dev/null 2>&1 || true
+	[ "$code" = 0 ]
+}
+
 # Start podman's Docker-compatible API service unless one already answers on
-# PODMAN_SOCKET. Detached (setsid, own session, output to a log under
-# MOCKACCEL_CACHE) so it outlives the calling script; --time=0 keeps it up.
-# Prints DOCKER_HOST=unix://PODMAN_SOCKET.
+# PODMAN_SOCKET and can run a container of PROBE_IMAGE (optional first argument;
+# without it a ping is enough). A service that answers but cannot run containers
+# is stopped and replaced; containers it started keep running (conmon owns them).
+# Detached (setsid, own session, output to a log under MOCKACCEL_CACHE) so it
+# outlives the calling script; --time=0 keeps it up. Prints DOCKER_HOST=unix://PODMAN_SOCKET.
 ensure_podman_service() {
-	if ! curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1; then
-		log "starting podman system service on $PODMAN_SOCKET"
-		mkdir -p "$(dirname "$PODMAN_SOCKET")" "$MOCKACCEL_CACHE"
-		rm -f "$PODMAN_SOCKET"
-		setsid podman system service --time=0 "unix://$PODMAN_SOCKET" \
-			</dev/null >>"$MOCKACCEL_CACHE/podman-service.log" 2>&1 &
+	local probe=${1:-} pidfile="$MOCKACCEL_CACHE/podman-service.pid"
+	if curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1; then
+		if [ -z "$probe" ] || podman_service_runs_containers "$probe"; then
+			printf 'DOCKER_HOST=unix://%s\n' "$PODMAN_SOCKET"
+			return 0
+		fi
+		log "podman system service on $PODMAN_SOCKET answers but cannot run a container; restarting it"
+		local pids
+		pids=$( { cat "$pidfile" 2>/dev/null; pgrep -f "podman system service .*unix://$PODMAN_SOCKET" || true; } | sort -u)
+		# shellcheck disable=SC2086
+		[ -z "$pids" ] || kill $pids 2>/dev/null || true
 		local i
-		for i in $(seq 1 100); do
-			curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1 && break
-			[ "$i" -lt 100 ] || die "podman system service did not answer on $PODMAN_SOCKET"
+		for i in $(seq 1 50); do
+			curl -fsS --max-time 1 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1 || break
 			sleep 0.1
 		done
+	fi
+	log "starting podman system service on $PODMAN_SOCKET"
+	mkdir -p "$(dirname "$PODMAN_SOCKET")" "$MOCKACCEL_CACHE"
+	rm -f "$PODMAN_SOCKET"
+	setsid podman system service --time=0 "unix://$PODMAN_SOCKET" \
+		</dev/null >>"$MOCKACCEL_CACHE/podman-service.log" 2>&1 &
+	echo $! >"$pidfile"
+	local i
+	for i in $(seq 1 100); do
+		curl -fsS --max-time 2 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1 && break
+		[ "$i" -lt 100 ] || die "podman system service did not answer on $PODMAN_SOCKET"
+		sleep 0.1
+	done
+	if [ -n "$probe" ] && ! podman_service_runs_containers "$probe"; then
+		die "a fresh podman system service on $PODMAN_SOCKET cannot run $probe (log: $MOCKACCEL_CACHE/podman-service.log)"
 	fi
 	printf 'DOCKER_HOST=unix://%s\n' "$PODMAN_SOCKET"
 }
