@@ -1,7 +1,7 @@
 """The conformance suite in the guest: the real driver, real NUMA, VFs created and removed at run time.
 
 Builds mock-accel.ko against the guest kernel's headers, boots the emulated
-node of the suite's topology (2 NUMA nodes x 2 PFs, one vfio-server each),
+node of the suite's topology (2 NUMA nodes x 2 PFs and a root-bus PF, one vfio-server each),
 runs the same pytest files as the simulator run inside the guest (Debian's
 python3 and pytest from the 9p root file system), then checks from the host:
 the guest's report (no failure, no skip), the kernel log (no BUG/WARN/Oops),
