@@ -130,19 +130,42 @@ static ssize_t mock_accel_write_file(struct file *file, const char __user *buf, 
 	return -EINVAL;
 }
 
+/* Nothing may be set that this driver does not know: the fields are for growth. */
+static bool mock_accel_passphrase_req_valid(const struct mock_accel_passphrase *req)
+{
+	return !(req->flags & ~MOCK_ACCEL_PASSPHRASE_FLAGS_KNOWN) &&
+	       !memchr_inv(req->reserved0, 0, sizeof(req->reserved0)) &&
+	       !memchr_inv(req->reserved, 0, sizeof(req->reserved));
+}
+
+/*
+ * User memory is copied without fn->lock held: a user buffer that faults
+ * slowly (userfaultfd, FUSE) must never hold up VF disable, remove or the
+ * health scan, which take fn->lock under sriov_lock. Only the liveness check
+ * runs under the lock; the passphrase comes from the shared wordlist.
+ */
 static long mock_accel_ioc_passphrase(struct mock_accel_fn *fn, void __user *argp)
 {
 	struct mock_accel_passphrase *req;
 	struct mock_accel_wordlist *wl;
 	unsigned int words;
+	bool alive;
 	long ret;
 
 	req = memdup_user(argp, sizeof(*req));
 	if (IS_ERR(req))
 		return PTR_ERR(req);
 	words = req->word_count ? req->word_count : MOCK_ACCEL_PASSPHRASE_DEFAULT_WORDS;
-	if (words < MOCK_ACCEL_PASSPHRASE_MIN_WORDS || words > MOCK_ACCEL_PASSPHRASE_MAX_WORDS) {
+	if (!mock_accel_passphrase_req_valid(req) ||
+	    words < MOCK_ACCEL_PASSPHRASE_MIN_WORDS || words > MOCK_ACCEL_PASSPHRASE_MAX_WORDS) {
 		ret = -EINVAL;
+		goto out;
+	}
+	mutex_lock(&fn->lock);
+	alive = fn->alive;
+	mutex_unlock(&fn->lock);
+	if (!alive) {
+		ret = -ENODEV;
 		goto out;
 	}
 	wl = mock_accel_wordlist_get();
@@ -162,57 +185,55 @@ out:
 	return ret;
 }
 
+/* A snapshot under fn->lock, copied out after it is dropped. */
 static long mock_accel_ioc_info(struct mock_accel_fn *fn, void __user *argp)
 {
-	struct mock_accel_info info = {
-		.memory_size = fn->memory_size,
-		.capabilities = fn->capabilities,
-		.status = mock_accel_read(fn->pf, fn->status_reg),
-		.numa_node = dev_to_node(&fn->pf->pdev->dev),
-		.vf_index = fn->vf_index,
-	};
+	struct mock_accel_info info = { };
 
+	mutex_lock(&fn->lock);
+	if (!fn->alive) {
+		mutex_unlock(&fn->lock);
+		return -ENODEV;
+	}
 	memcpy(info.uuid, fn->uuid.b, sizeof(info.uuid));
+	info.memory_size = fn->memory_size;
+	info.capabilities = fn->capabilities;
+	info.status = mock_accel_read(fn->pf, fn->status_reg);
+	info.numa_node = dev_to_node(&fn->pf->pdev->dev);
+	info.vf_index = fn->vf_index;
+	mutex_unlock(&fn->lock);
 	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
+static long mock_accel_ioc_status(struct mock_accel_fn *fn, void __user *argp)
+{
+	u32 status;
+
+	mutex_lock(&fn->lock);
+	if (!fn->alive) {
+		mutex_unlock(&fn->lock);
+		return -ENODEV;
+	}
+	status = mock_accel_read(fn->pf, fn->status_reg);
+	mutex_unlock(&fn->lock);
+	return put_user(status, (u32 __user *)argp);
 }
 
 static long mock_accel_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct mock_accel_file *mf = file->private_data;
-	struct mock_accel_fn *fn = mf->fn;
 	void __user *argp = (void __user *)arg;
-	u32 status;
-	long ret;
 
 	switch (cmd) {
 	case MOCK_ACCEL_IOC_STATUS:
+		return mock_accel_ioc_status(mf->fn, argp);
 	case MOCK_ACCEL_IOC_PASSPHRASE:
+		return mock_accel_ioc_passphrase(mf->fn, argp);
 	case MOCK_ACCEL_IOC_INFO:
-		break;
+		return mock_accel_ioc_info(mf->fn, argp);
 	default:
 		return -ENOTTY;
 	}
-
-	mutex_lock(&fn->lock);
-	if (!fn->alive) {
-		ret = -ENODEV;
-		goto out;
-	}
-	switch (cmd) {
-	case MOCK_ACCEL_IOC_STATUS:
-		status = mock_accel_read(fn->pf, fn->status_reg);
-		ret = put_user(status, (u32 __user *)argp);
-		break;
-	case MOCK_ACCEL_IOC_PASSPHRASE:
-		ret = mock_accel_ioc_passphrase(fn, argp);
-		break;
-	default:
-		ret = mock_accel_ioc_info(fn, argp);
-		break;
-	}
-out:
-	mutex_unlock(&fn->lock);
-	return ret;
 }
 
 const struct file_operations mock_accel_fops = {

@@ -15,10 +15,15 @@
 
 #include <linux/interrupt.h>
 #include <linux/module.h>
+#include <linux/overflow.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
 
 #include "mock-accel.h"
+
+#ifndef PCI_IRQ_INTX
+#define PCI_IRQ_INTX PCI_IRQ_LEGACY
+#endif
 
 #ifndef MOCK_ACCEL_VERSION
 #define MOCK_ACCEL_VERSION "0.0.0-dev"
@@ -60,6 +65,22 @@ static u64 mock_accel_read64(struct mock_accel_pf *pf, u32 lo_reg, u32 hi_reg)
 	return (u64)mock_accel_read(pf, hi_reg) << 32 | mock_accel_read(pf, lo_reg);
 }
 
+/*
+ * The function number of VF @m: PF function + VF_OFFSET + m * VF_STRIDE, in
+ * checked u32 arithmetic (both come from the device). False if it overflows
+ * or is past function 7 (one slot, no ARI).
+ */
+static bool mock_accel_vf_fn(struct mock_accel_pf *pf, u32 m, u32 *fnum)
+{
+	u32 step;
+
+	if (check_mul_overflow(m, pf->vf_stride, &step) ||
+	    check_add_overflow(step, pf->vf_offset, fnum) ||
+	    check_add_overflow(*fnum, (u32)PCI_FUNC(pf->pdev->devfn), fnum))
+		return false;
+	return *fnum <= 7;
+}
+
 static void mock_accel_fn_release(struct kref *ref)
 {
 	struct mock_accel_fn *fn = container_of(ref, struct mock_accel_fn, ref);
@@ -73,13 +94,18 @@ void mock_accel_fn_put(struct mock_accel_fn *fn)
 	kref_put(&fn->ref, mock_accel_fn_release);
 }
 
+static void mock_accel_dev_release(struct device *dev)
+{
+	kfree(dev);
+}
+
 /* Create the class device, its /dev node and (for a VF) the physfn link. */
 static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 vf_index)
 {
 	struct pci_dev *pdev = pf->pdev;
 	struct mock_accel_fn *fn;
-	unsigned int fnum;
-	dev_t devt;
+	struct device *dev;
+	u32 fnum;
 	int ret;
 
 	fn = kzalloc(sizeof(*fn), GFP_KERNEL);
@@ -103,7 +129,11 @@ static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 
 	} else {
 		fn->minor += 1 + vf_index;
 		snprintf(fn->name, sizeof(fn->name), "mock%dv%u", pf->index, vf_index);
-		fnum = PCI_FUNC(pdev->devfn) + pf->vf_offset + vf_index * pf->vf_stride;
+		/* Checked at probe for the last VF (mock_accel_read_sriov()). */
+		if (WARN_ON(!mock_accel_vf_fn(pf, vf_index, &fnum))) {
+			mock_accel_fn_put(fn);
+			return ERR_PTR(-EINVAL);
+		}
 		snprintf(fn->pci_address, sizeof(fn->pci_address), "%04x:%02x:%02x.%x",
 			 pci_domain_nr(pdev->bus), pdev->bus->number,
 			 PCI_SLOT(pdev->devfn), fnum);
@@ -114,14 +144,29 @@ static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 
 	}
 	fn->unhealthy = mock_accel_read(pf, fn->status_reg) & MOCK_ACCEL_STATUS_UNHEALTHY;
 
-	devt = MKDEV(MAJOR(mock_accel.devt), fn->minor);
-	fn->dev = device_create_with_groups(mock_accel.class, &pdev->dev, devt, fn,
-					    mock_accel_fn_groups, "%s", fn->name);
-	if (IS_ERR(fn->dev)) {
-		ret = PTR_ERR(fn->dev);
-		dev_err(&pdev->dev, "cannot create class device %s: %d\n", fn->name, ret);
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev) {
+		ret = -ENOMEM;
 		goto err_free;
 	}
+	device_initialize(dev);
+	dev->class = mock_accel.class;
+	dev->parent = &pdev->dev;
+	dev->devt = MKDEV(MAJOR(mock_accel.devt), fn->minor);
+	dev->groups = mock_accel_fn_groups;
+	dev->release = mock_accel_dev_release;
+	dev_set_drvdata(dev, fn);
+	/* The "add" uevent waits until the device is whole: physfn link, open() finds it. */
+	dev_set_uevent_suppress(dev, true);
+	ret = dev_set_name(dev, "%s", fn->name);
+	if (!ret)
+		ret = device_add(dev);
+	if (ret) {
+		dev_err(&pdev->dev, "cannot create class device %s: %d\n", fn->name, ret);
+		put_device(dev);
+		goto err_free;
+	}
+	fn->dev = dev;
 	if (vf_index != MOCK_ACCEL_NO_VF) {
 		ret = sysfs_create_link(&fn->dev->kobj, &pf->fn->dev->kobj, "physfn");
 		if (ret) {
@@ -134,6 +179,8 @@ static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 
 		dev_err(&pdev->dev, "minor %u of %s is taken: %d\n", fn->minor, fn->name, ret);
 		goto err_unlink;
 	}
+	dev_set_uevent_suppress(dev, false);
+	kobject_uevent(&dev->kobj, KOBJ_ADD);
 	return fn;
 
 err_unlink:
@@ -184,7 +231,7 @@ static int mock_accel_vfs_enable(struct mock_accel_pf *pf, u16 count)
 		pf->vfs[m] = fn;
 		pf->num_vfs = m + 1;
 	}
-	dev_info(&pf->pdev->dev, "%s: enabled %u VFs\n", pf->fn->name, count);
+	dev_info(&pf->pdev->dev, "%s: enabled %u VFs\n", pf->name, count);
 	return 0;
 
 err_unwind:
@@ -232,7 +279,7 @@ static int mock_accel_vfs_disable(struct mock_accel_pf *pf, bool force)
 		pf->vfs[pf->num_vfs] = NULL;
 	}
 	mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
-	dev_info(&pf->pdev->dev, "%s: VFs disabled\n", pf->fn->name);
+	dev_info(&pf->pdev->dev, "%s: VFs disabled\n", pf->name);
 	return 0;
 }
 
@@ -251,6 +298,8 @@ int mock_accel_sriov_store(struct mock_accel_pf *pf, const char *buf)
 	mutex_lock(&pf->sriov_lock);
 	if (pf->removing)
 		ret = -ENODEV;
+	else if (pf->resetting)
+		ret = -EBUSY;
 	else if (count == pf->num_vfs)
 		ret = 0;
 	else if (count && pf->num_vfs)
@@ -277,27 +326,42 @@ static void mock_accel_health_check(struct mock_accel_fn *fn)
 	sysfs_notify(&fn->dev->kobj, NULL, "health");
 }
 
-/* INTx may be shared: claim it only if the device has a cause pending. */
+/*
+ * INTx may be shared: claim it only if the device has a cause pending. An
+ * all-ones read (a failed read, or a device that is gone) still acknowledges
+ * every cause the driver knows: with level-triggered INTx a cause left
+ * pending would fire again at each unmask and never let the line go.
+ */
 static irqreturn_t mock_accel_irq(int irq, void *data)
 {
 	struct mock_accel_pf *pf = data;
 	u32 pending = mock_accel_read(pf, MOCK_ACCEL_REG_IRQ_STATUS);
 
-	if (!pending || pending == ~0U)
+	if (!pending)
 		return IRQ_NONE;
+	if (pending == ~0U)
+		pending = MOCK_ACCEL_IRQ_HEALTH;
 	/* RW1C: writing the causes back deasserts the line. */
 	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_STATUS, pending);
 	return IRQ_WAKE_THREAD;
 }
 
-static void mock_accel_health_scan(struct mock_accel_pf *pf)
+/* Called with pf->sriov_lock held; pf->fn is NULL until probe has created it. */
+static void mock_accel_health_scan_locked(struct mock_accel_pf *pf)
 {
 	u16 m;
 
-	mutex_lock(&pf->sriov_lock);
+	if (!pf->fn)
+		return;
 	mock_accel_health_check(pf->fn);
 	for (m = 0; m < pf->num_vfs; m++)
 		mock_accel_health_check(pf->vfs[m]);
+}
+
+static void mock_accel_health_scan(struct mock_accel_pf *pf)
+{
+	mutex_lock(&pf->sriov_lock);
+	mock_accel_health_scan_locked(pf);
 	mutex_unlock(&pf->sriov_lock);
 }
 
@@ -307,33 +371,55 @@ static irqreturn_t mock_accel_irq_thread(int irq, void *data)
 	return IRQ_HANDLED;
 }
 
+/*
+ * The backstop for a lost interrupt: acknowledge whatever is pending (so the
+ * next cause makes a new MSI edge) and look at every function's health.
+ */
 static void mock_accel_health_poll(struct work_struct *work)
 {
 	struct mock_accel_pf *pf = container_of(to_delayed_work(work), struct mock_accel_pf,
 						health_poll);
+	u32 pending = mock_accel_read(pf, MOCK_ACCEL_REG_IRQ_STATUS);
 
+	if (pending)
+		mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_STATUS,
+				 pending == ~0U ? MOCK_ACCEL_IRQ_HEALTH : pending);
 	mock_accel_health_scan(pf);
 	schedule_delayed_work(&pf->health_poll, msecs_to_jiffies(health_poll_ms));
 }
 
+/*
+ * MSI where the platform routes it (a PF behind a pxb-pcie expander gets no
+ * INTx from QEMU), shared INTx otherwise. Neither is fatal: the health poll
+ * still sees every change.
+ */
 static int mock_accel_irq_setup(struct mock_accel_pf *pf)
 {
 	struct pci_dev *pdev = pf->pdev;
-	int ret;
+	unsigned long flags = 0;
+	int ret, irq;
 
-	if (!pdev->irq) {
-		dev_warn(&pdev->dev, "no INTx line: health changes are not signalled\n");
+	/* An MSI is a memory write by the device: without bus mastering it is dropped. */
+	pci_set_master(pdev);
+	ret = pci_alloc_irq_vectors(pdev, 1, 1, PCI_IRQ_MSI | PCI_IRQ_INTX);
+	if (ret < 0) {
+		dev_warn(&pdev->dev,
+			 "no MSI and no INTx (%d): health changes are only polled\n", ret);
 		return 0;
 	}
-	pci_intx(pdev, 1);
-	ret = request_threaded_irq(pdev->irq, mock_accel_irq, mock_accel_irq_thread,
-				   IRQF_SHARED, pf->fn->name, pf);
+	irq = pci_irq_vector(pdev, 0);
+	if (!pdev->msi_enabled)
+		flags |= IRQF_SHARED;
+	ret = request_threaded_irq(irq, mock_accel_irq, mock_accel_irq_thread, flags,
+				   pf->name, pf);
 	if (ret) {
-		dev_err(&pdev->dev, "cannot request IRQ %d: %d\n", pdev->irq, ret);
+		dev_err(&pdev->dev, "cannot request IRQ %d: %d\n", irq, ret);
+		pci_free_irq_vectors(pdev);
 		return ret;
 	}
-	pf->irq = pdev->irq;
-	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, MOCK_ACCEL_IRQ_HEALTH);
+	pf->irq = irq;
+	dev_info(&pdev->dev, "%s: health interrupt %s, IRQ %d\n", pf->name,
+		 pdev->msi_enabled ? "MSI" : "INTx", irq);
 	return 0;
 }
 
@@ -343,6 +429,7 @@ static void mock_accel_irq_teardown(struct mock_accel_pf *pf)
 		return;
 	mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, 0);
 	free_irq(pf->irq, pf);
+	pci_free_irq_vectors(pf->pdev);
 	pf->irq = 0;
 }
 
@@ -365,7 +452,7 @@ static int mock_accel_check_identity(struct mock_accel_pf *pf)
 static void mock_accel_read_sriov(struct mock_accel_pf *pf)
 {
 	u32 total = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_TOTAL_VFS);
-	u32 leftover;
+	u32 leftover, last;
 
 	if (total > MOCK_ACCEL_MAX_VFS) {
 		dev_warn(&pf->pdev->dev, "SRIOV_TOTAL_VFS %u > %u: SR-IOV disabled\n",
@@ -377,8 +464,7 @@ static void mock_accel_read_sriov(struct mock_accel_pf *pf)
 	pf->vf_stride = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_VF_STRIDE);
 	pf->vf_memory = mock_accel_read64(pf, MOCK_ACCEL_REG_SRIOV_VF_MEMORY_LO,
 					  MOCK_ACCEL_REG_SRIOV_VF_MEMORY_HI);
-	if (total && PCI_FUNC(pf->pdev->devfn) + pf->vf_offset +
-		     (total - 1) * pf->vf_stride > 7) {
+	if (total && !mock_accel_vf_fn(pf, total - 1, &last)) {
 		dev_warn(&pf->pdev->dev, "VF offset %u stride %u exceed function 7: SR-IOV disabled\n",
 			 pf->vf_offset, pf->vf_stride);
 		pf->total_vfs = 0;
@@ -392,6 +478,47 @@ static void mock_accel_read_sriov(struct mock_accel_pf *pf)
 	}
 }
 
+/*
+ * BAR0 through plain devres calls: pcim_iomap_regions() is deprecated and its
+ * successor pcim_iomap_region() exists only from 6.11 on.
+ */
+static void __iomem *mock_accel_map_bar0(struct pci_dev *pdev)
+{
+	resource_size_t start = pci_resource_start(pdev, 0);
+	resource_size_t len = pci_resource_len(pdev, 0);
+	void __iomem *bar;
+
+	if (!devm_request_mem_region(&pdev->dev, start, len, MOCK_ACCEL_NAME))
+		return IOMEM_ERR_PTR(-EBUSY);
+	bar = devm_ioremap(&pdev->dev, start, len);
+	return bar ? bar : IOMEM_ERR_PTR(-ENOMEM);
+}
+
+/*
+ * Remove the PF's class device and every VF. From here on nothing can enable
+ * a VF (pf->removing) and the health scan finds no function (pf->fn NULL).
+ */
+static void mock_accel_fns_teardown(struct mock_accel_pf *pf)
+{
+	struct mock_accel_fn *fn;
+
+	mutex_lock(&pf->sriov_lock);
+	pf->removing = true;
+	if (pf->num_vfs)
+		mock_accel_vfs_disable(pf, true);
+	fn = pf->fn;
+	pf->fn = NULL;
+	mutex_unlock(&pf->sriov_lock);
+	if (fn)
+		mock_accel_fn_destroy(fn);
+}
+
+/*
+ * Probe order: the interrupt first, the class device (with its writable
+ * sriov_numvfs and the /dev node) last, so that nothing user space can reach
+ * exists before everything it uses is set up, and a failure never leaves a
+ * VF behind.
+ */
 static int mock_accel_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct mock_accel_pf *pf;
@@ -403,14 +530,11 @@ static int mock_accel_probe(struct pci_dev *pdev, const struct pci_device_id *id
 		dev_err(&pdev->dev, "cannot enable device: %d\n", ret);
 		return ret;
 	}
-	ret = pcim_iomap_regions(pdev, BIT(0), MOCK_ACCEL_NAME);
-	if (ret) {
-		dev_err(&pdev->dev, "cannot map BAR0: %d\n", ret);
-		return ret;
-	}
-	if (pci_resource_len(pdev, 0) < MOCK_ACCEL_BAR0_SIZE) {
-		dev_err(&pdev->dev, "BAR0 is %llu bytes, want %u\n",
-			(u64)pci_resource_len(pdev, 0), MOCK_ACCEL_BAR0_SIZE);
+	if (!(pci_resource_flags(pdev, 0) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, 0) < MOCK_ACCEL_BAR0_SIZE) {
+		dev_err(&pdev->dev, "BAR0 is %llu bytes (flags 0x%lx), want a %u-byte memory BAR\n",
+			(u64)pci_resource_len(pdev, 0), pci_resource_flags(pdev, 0),
+			MOCK_ACCEL_BAR0_SIZE);
 		return -ENODEV;
 	}
 
@@ -418,9 +542,15 @@ static int mock_accel_probe(struct pci_dev *pdev, const struct pci_device_id *id
 	if (!pf)
 		return -ENOMEM;
 	pf->pdev = pdev;
-	pf->bar = pcim_iomap_table(pdev)[0];
+	pf->bar = mock_accel_map_bar0(pdev);
+	if (IS_ERR(pf->bar)) {
+		ret = PTR_ERR(pf->bar);
+		dev_err(&pdev->dev, "cannot map BAR0: %d\n", ret);
+		return ret;
+	}
 	mutex_init(&pf->engine_lock);
 	mutex_init(&pf->sriov_lock);
+	INIT_DELAYED_WORK(&pf->health_poll, mock_accel_health_poll);
 	pci_set_drvdata(pdev, pf);
 
 	ret = mock_accel_check_identity(pf);
@@ -435,31 +565,37 @@ static int mock_accel_probe(struct pci_dev *pdev, const struct pci_device_id *id
 		return ret;
 	}
 	pf->index = ret;
+	snprintf(pf->name, sizeof(pf->name), "mock%d", pf->index);
 
 	mock_accel_fw_request_once(&pdev->dev);
+
+	ret = mock_accel_irq_setup(pf);
+	if (ret)
+		goto err_ida;
 
 	fn = mock_accel_fn_create(pf, MOCK_ACCEL_NO_VF);
 	if (IS_ERR(fn)) {
 		ret = PTR_ERR(fn);
-		goto err_ida;
+		goto err_irq;
 	}
+	mutex_lock(&pf->sriov_lock);
 	pf->fn = fn;
+	mutex_unlock(&pf->sriov_lock);
 
-	ret = mock_accel_irq_setup(pf);
-	if (ret)
-		goto err_fn;
-	INIT_DELAYED_WORK(&pf->health_poll, mock_accel_health_poll);
+	if (pf->irq)
+		mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, MOCK_ACCEL_IRQ_HEALTH);
 	if (health_poll_ms)
 		schedule_delayed_work(&pf->health_poll, msecs_to_jiffies(health_poll_ms));
 
-	dev_info(&pdev->dev, "%s: uuid %pUb, memory %llu, capabilities 0x%08x, %u VFs, NUMA node %d\n",
+	dev_info(&pdev->dev,
+		 "%s: uuid %pUb, memory %llu, capabilities 0x%08x, %u VFs, NUMA node %d\n",
 		 fn->name, &fn->uuid, fn->memory_size, fn->capabilities, pf->total_vfs,
 		 dev_to_node(&pdev->dev));
 	return 0;
 
-err_fn:
-	mock_accel_fn_destroy(pf->fn);
-	pf->fn = NULL;
+err_irq:
+	mock_accel_fns_teardown(pf);
+	mock_accel_irq_teardown(pf);
 err_ida:
 	ida_free(&mock_accel.pf_ida, pf->index);
 	return ret;
@@ -470,24 +606,64 @@ static void mock_accel_remove(struct pci_dev *pdev)
 {
 	struct mock_accel_pf *pf = pci_get_drvdata(pdev);
 
-	/*
-	 * The PF's class device (and its sriov_numvfs) lives until
-	 * mock_accel_fn_destroy() below: keep it from enabling VFs again.
-	 */
-	mutex_lock(&pf->sriov_lock);
-	pf->removing = true;
-	if (pf->num_vfs)
-		mock_accel_vfs_disable(pf, true);
-	mutex_unlock(&pf->sriov_lock);
-
+	mock_accel_fns_teardown(pf);
 	cancel_delayed_work_sync(&pf->health_poll);
 	mock_accel_irq_teardown(pf);
-	mock_accel_fn_destroy(pf->fn);
-	pf->fn = NULL;
 	ida_free(&mock_accel.pf_ida, pf->index);
 	mutex_destroy(&pf->sriov_lock);
 	mutex_destroy(&pf->engine_lock);
 }
+
+/*
+ * Function-level reset (sysfs "reset", or a hypervisor's): the device drops
+ * its VFs, ALLOCATED, IRQ_ENABLE and the passphrase state (docs/abi.md §3.3).
+ * Before it, remove the VF class devices and stop touching the registers;
+ * after it, enable the health interrupt again and rescan, so what user space
+ * sees is what the device holds. sriov_numvfs refuses with EBUSY in between.
+ */
+static void mock_accel_reset_prepare(struct pci_dev *pdev)
+{
+	struct mock_accel_pf *pf = pci_get_drvdata(pdev);
+
+	mutex_lock(&pf->sriov_lock);
+	pf->resetting = true;
+	if (pf->num_vfs)
+		mock_accel_vfs_disable(pf, true);
+	mutex_unlock(&pf->sriov_lock);
+	cancel_delayed_work_sync(&pf->health_poll);
+	if (pf->irq) {
+		mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, 0);
+		synchronize_irq(pf->irq);
+	}
+	dev_info(&pdev->dev, "%s: reset: VFs removed\n", pf->name);
+}
+
+static void mock_accel_reset_done(struct pci_dev *pdev)
+{
+	struct mock_accel_pf *pf = pci_get_drvdata(pdev);
+	u32 leftover = mock_accel_read(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS);
+
+	if (leftover) {
+		dev_warn(&pdev->dev, "%s: %u VFs still enabled after reset: disabling\n",
+			 pf->name, leftover);
+		mock_accel_write(pf, MOCK_ACCEL_REG_SRIOV_NUM_VFS, 0);
+	}
+	if (pf->irq)
+		mock_accel_write(pf, MOCK_ACCEL_REG_IRQ_ENABLE, MOCK_ACCEL_IRQ_HEALTH);
+	mutex_lock(&pf->sriov_lock);
+	pf->resetting = false;
+	mock_accel_health_scan_locked(pf);
+	mutex_unlock(&pf->sriov_lock);
+	if (pf->fn)
+		sysfs_notify(&pf->fn->dev->kobj, NULL, "status");
+	if (health_poll_ms)
+		schedule_delayed_work(&pf->health_poll, msecs_to_jiffies(health_poll_ms));
+}
+
+static const struct pci_error_handlers mock_accel_err_handlers = {
+	.reset_prepare = mock_accel_reset_prepare,
+	.reset_done = mock_accel_reset_done,
+};
 
 static const struct pci_device_id mock_accel_ids[] = {
 	{ PCI_DEVICE(MOCK_ACCEL_PCI_VENDOR_ID, MOCK_ACCEL_PCI_DEVICE_ID_PF) },
@@ -500,6 +676,7 @@ static struct pci_driver mock_accel_driver = {
 	.id_table = mock_accel_ids,
 	.probe = mock_accel_probe,
 	.remove = mock_accel_remove,
+	.err_handler = &mock_accel_err_handlers,
 	.dev_groups = mock_accel_pci_groups,
 };
 

@@ -52,11 +52,16 @@ static ssize_t status_show(struct device *dev, struct device_attribute *attr, ch
 	return sysfs_emit(buf, "0x%08x\n", mock_accel_read(fn->pf, fn->status_reg));
 }
 
+/*
+ * The device drops writes it refuses (QEMU fails them silently), so the
+ * write is confirmed by reading ALLOCATED back: EIO if the device did not
+ * take it (a VF it no longer has, a failing device).
+ */
 static ssize_t status_store(struct device *dev, struct device_attribute *attr,
 			    const char *buf, size_t count)
 {
 	struct mock_accel_fn *fn = to_fn(dev);
-	u32 val;
+	u32 val, now;
 	int ret;
 
 	ret = kstrtou32(buf, 0, &val);
@@ -66,10 +71,16 @@ static ssize_t status_store(struct device *dev, struct device_attribute *attr,
 		return -EINVAL;
 
 	mutex_lock(&fn->lock);
-	if (fn->alive)
+	if (fn->alive) {
 		mock_accel_write(fn->pf, fn->status_reg, val);
-	else
+		now = mock_accel_read(fn->pf, fn->status_reg);
+		if (now == ~0U || (now & MOCK_ACCEL_STATUS_ALLOCATED) != val) {
+			dev_warn(dev, "status write 0x%08x not taken: reads 0x%08x\n", val, now);
+			ret = -EIO;
+		}
+	} else {
 		ret = -ENODEV;
+	}
 	mutex_unlock(&fn->lock);
 	if (ret)
 		return ret;
@@ -247,11 +258,12 @@ static ssize_t passphrase_show(struct device *dev, struct device_attribute *attr
 	struct mock_accel_pf *pf = to_fn(dev)->pf;
 	char phrase[MOCK_ACCEL_PASSPHRASE_BUFFER_SIZE];
 	size_t i, len;
-	u32 word;
+	__le32 word;
 
 	mutex_lock(&pf->engine_lock);
 	for (i = 0; i < sizeof(phrase); i += 4) {
-		word = mock_accel_read(pf, MOCK_ACCEL_REG_PASSPHRASE_BUFFER + i);
+		/* Byte i of the buffer is byte i of the register file: little-endian. */
+		word = cpu_to_le32(mock_accel_read(pf, MOCK_ACCEL_REG_PASSPHRASE_BUFFER + i));
 		memcpy(&phrase[i], &word, 4);
 		if (memchr(&phrase[i], '\0', 4))
 			break;

@@ -79,6 +79,7 @@ struct mock_accel_fn {
  * @pdev: the PCI function
  * @bar: BAR0
  * @index: N of mockN
+ * @name: mockN, also the name of the interrupt
  * @fw_version: FW_VERSION register
  * @fn: the PF's own function
  * @engine_lock: serialises the passphrase engine's register sequence
@@ -86,17 +87,19 @@ struct mock_accel_fn {
  * @vfs: enabled VFs
  * @num_vfs: number of enabled VFs
  * @removing: set by remove under @sriov_lock: no VF may be enabled any more
+ * @resetting: set under @sriov_lock from reset_prepare to reset_done
  * @total_vfs: SRIOV_TOTAL_VFS
  * @vf_offset: SRIOV_VF_OFFSET
  * @vf_stride: SRIOV_VF_STRIDE
  * @vf_memory: SRIOV_VF_MEMORY
- * @irq: INTx line, 0 if none was requested
- * @health_poll: periodic health check, the backstop for a lost INTx
+ * @irq: the health interrupt (MSI or INTx), 0 if none was requested
+ * @health_poll: periodic health check, the backstop for a lost interrupt
  */
 struct mock_accel_pf {
 	struct pci_dev *pdev;
 	void __iomem *bar;
 	int index;
+	char name[16];
 	u32 fw_version;
 	struct mock_accel_fn *fn;
 	struct mutex engine_lock; /* the passphrase engine's register sequence */
@@ -104,6 +107,7 @@ struct mock_accel_pf {
 	struct mock_accel_fn *vfs[MOCK_ACCEL_MAX_VFS];
 	u16 num_vfs;
 	bool removing;
+	bool resetting;
 	u16 total_vfs;
 	u32 vf_offset;
 	u32 vf_stride;

@@ -109,10 +109,16 @@
 #define MOCK_ACCEL_FIRMWARE_WORDLIST             "mock-accel-wordlist.txt"
 
 /* /dev/mockN ioctls */
+#define MOCK_ACCEL_PASSPHRASE_FLAGS_KNOWN        0x0U
+
+/* Reserved fields and unknown flags must be zero (EINVAL otherwise): room to grow. */
 struct mock_accel_passphrase {
 	__u8 word_count;	/* in: 0 means MOCK_ACCEL_PASSPHRASE_DEFAULT_WORDS */
+	__u8 reserved0[3];
+	__u32 flags;	/* in: MOCK_ACCEL_PASSPHRASE_FLAGS_KNOWN bits only */
+	__u64 reserved[2];
 	char passphrase[MOCK_ACCEL_PASSPHRASE_BUFFER_SIZE];	/* out: words joined by '-' */
-} __attribute__((packed));
+};
 
 struct mock_accel_info {
 	__u8 uuid[16];

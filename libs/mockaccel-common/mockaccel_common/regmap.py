@@ -162,7 +162,9 @@ def vf_uuid_offset(vf_index: int) -> int:
 IOCTL_MAGIC = ord("M")
 _IOC_WRITE = 1
 _IOC_READ = 2
-PASSPHRASE_IOCTL_SIZE = 1 + PASSPHRASE_BUFFER_SIZE  # u8 word_count + char[256]
+# struct mock_accel_passphrase: u8 word_count, u8 reserved0[3], u32 flags, u64 reserved[2], char[256]
+PASSPHRASE_IOCTL_SIZE = 1 + 3 + 4 + 16 + PASSPHRASE_BUFFER_SIZE
+PASSPHRASE_FLAGS_KNOWN = 0  # no flag is defined yet: any set bit is EINVAL
 INFO_IOCTL_SIZE = 40  # struct mock_accel_info, see the header
 
 

@@ -36,7 +36,11 @@ FLAG_ERROR = 0x20
 BAR0 = 0
 CONFIG = 7
 INTX = 0  # IRQ index of INTx (VFIO_PCI_INTX_IRQ_INDEX)
+MSI = 1  # VFIO_PCI_MSI_IRQ_INDEX
+IRQ_SET_DATA_NONE = 1 << 0
 IRQ_SET_DATA_EVENTFD = 1 << 2
+IRQ_SET_ACTION_MASK = 1 << 3
+IRQ_SET_ACTION_UNMASK = 1 << 4
 IRQ_SET_ACTION_TRIGGER = 1 << 5
 
 _HEADER = struct.Struct("<HHIII")
@@ -156,6 +160,11 @@ class VfioUserClient:
         """Ask the server to signal ``fds`` (eventfds) for interrupts ``0..len(fds)-1`` of ``index``."""
         flags = IRQ_SET_DATA_EVENTFD | IRQ_SET_ACTION_TRIGGER
         self._call(DEVICE_SET_IRQS, _IRQ_SET.pack(_IRQ_SET.size, flags, index, 0, len(fds)), fds)
+
+    def mask_irq(self, index: int, masked: bool = True) -> None:
+        """Mask (or unmask) interrupt 0 of ``index``, as QEMU unmasks INTx after an end of interrupt."""
+        flags = IRQ_SET_DATA_NONE | (IRQ_SET_ACTION_MASK if masked else IRQ_SET_ACTION_UNMASK)
+        self._call(DEVICE_SET_IRQS, _IRQ_SET.pack(_IRQ_SET.size, flags, index, 0, 1))
 
     def reset(self) -> None:
         self._call(DEVICE_RESET, b"")

@@ -56,7 +56,7 @@ from mockaccel_vfio_server.adapters.libvfio_user import (
     VfuDisconnected,
     VfuError,
 )
-from mockaccel_vfio_server.adapters.pci_function import describe_pf
+from mockaccel_vfio_server.adapters.pci_function import ConfigSpace, describe_pf
 from mockaccel_vfio_server.domain.device import Device
 from mockaccel_vfio_server.domain.faults import Faults
 from mockaccel_vfio_server.errors import GuestError
@@ -95,6 +95,9 @@ class VfioServer:
         self._attached = False
         self._ready_logged = False
         self._irq_line = False
+        self._intx_masked = False
+        self._irqs_triggered = 0
+        self._config: ConfigSpace | None = None
         self._clients = 0
         self._clients_ended = 0
         self._guest_reads = 0
@@ -103,7 +106,7 @@ class VfioServer:
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
-        describe_pf(self._vfu, self._on_bar0, self._on_reset)
+        self._config = describe_pf(self._vfu, self._on_bar0, self._on_reset, self._on_intx_state)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -112,6 +115,8 @@ class VfioServer:
             "clients_ended": self._clients_ended,
             "guest_reads": self._guest_reads,
             "guest_writes": self._guest_writes,
+            "irqs_triggered": self._irqs_triggered,
+            "msi_enabled": self._config is not None and self._config.msi_enabled(),
             "faults": self._faults.as_dict(),
         }
 
@@ -140,6 +145,7 @@ class VfioServer:
                     finally:
                         self._attached = False
                         self._irq_line = False
+                        self._intx_masked = False
 
     # -- device changes made outside a guest access (control API) -----------
 
@@ -308,24 +314,46 @@ class VfioServer:
     def _on_reset(self, reason: ResetReason) -> None:
         self._device.reset()
         self._irq_line = self._device.irq_line
+        self._intx_masked = False
         log.info("device_reset", reason=reason.name.lower())
 
+    def _on_intx_state(self, start: int, count: int, masked: bool) -> None:
+        """The client masked or unmasked INTx: an unmasked line that is still asserted fires again.
+
+        That is level-triggered INTx: QEMU unmasks after each end of interrupt,
+        so a cause the driver has not cleared yet (a failed read in its handler)
+        raises the interrupt again instead of being lost for good.
+        """
+        self._intx_masked = masked
+        if not masked and self._device.irq_line:
+            self._trigger("intx_unmasked")
+
     def _update_irq(self) -> None:
-        """Trigger INTx when the line rises (an enabled cause became pending)."""
+        """Interrupt when the line rises (an enabled cause became pending), unless INTx is masked.
+
+        With MSI (edge-triggered) the rising edge is the only trigger; the
+        driver clears IRQ_STATUS in its handler and in its health poll, so a
+        later cause makes a new edge.
+        """
         line = self._device.irq_line
         rising = line and not self._irq_line
         self._irq_line = line
-        if not rising:
-            return
+        msi = self._config is not None and self._config.msi_enabled()
+        if rising and (msi or not self._intx_masked):  # a masked INTx says nothing about MSI
+            self._trigger("cause_pending")
+
+    def _trigger(self, reason: str) -> None:
         if not self._attached:
-            log.debug("intx_not_delivered", reason="no client attached")
+            log.debug("irq_not_delivered", reason="no client attached")
             return
         try:
-            self._vfu.trigger_intx()
-            log.info("intx_triggered")
+            self._vfu.trigger_irq(0)
         except VfuError as exc:
-            # ENOENT: the client has not set up INTx yet (guest driver not bound).
-            log.info("intx_not_delivered", reason=exc.strerror, errno=exc.errno)
+            # ENOENT: the client has not set up INTx or MSI yet (guest driver not bound).
+            log.info("irq_not_delivered", reason=exc.strerror, errno=exc.errno)
+            return
+        self._irqs_triggered += 1
+        log.info("irq_triggered", cause=reason, msi=self._config is not None and self._config.msi_enabled())
 
 
 def _shutdown_and_drain(sock: socket.socket) -> None:

@@ -36,11 +36,21 @@ def ioctl_errno(fd: int, request: int, arg: bytes | bytearray) -> int:
     return 0
 
 
-def passphrase(fd: int, words: int) -> str:
+# struct mock_accel_passphrase: word_count, reserved0[3], flags, reserved[2], then the text
+PASSPHRASE = struct.Struct("<B3sIQQ")
+
+
+def passphrase_request(words: int, *, flags: int = 0, reserved0: bytes = bytes(3), reserved: int = 0) -> bytearray:
     buf = bytearray(regmap.PASSPHRASE_IOCTL_SIZE)
-    buf[0] = words
+    PASSPHRASE.pack_into(buf, 0, words, reserved0, flags, reserved, reserved)
+    return buf
+
+
+def passphrase(fd: int, words: int) -> str:
+    buf = passphrase_request(words)
     fcntl.ioctl(fd, regmap.IOC_PASSPHRASE, buf)
-    return buf[1:].split(b"\0", 1)[0].decode()
+    assert buf[: PASSPHRASE.size] == passphrase_request(words)[: PASSPHRASE.size], "the request fields come back"
+    return buf[PASSPHRASE.size :].split(b"\0", 1)[0].decode()
 
 
 def test_nodes_and_modes(kernel: GuestTarget) -> None:
@@ -79,6 +89,14 @@ def test_passphrase_ioctl(kernel: GuestTarget) -> None:
             buf[0] = bad
             assert ioctl_errno(fd, regmap.IOC_PASSPHRASE, buf) == errno.EINVAL
         assert ioctl_errno(fd, regmap._ioc(0, 99, 0), b"") == errno.ENOTTY
+        # Room to grow: unknown flags and non-zero reserved fields are refused, not ignored.
+        for request in (
+            passphrase_request(6, flags=1),
+            passphrase_request(6, flags=1 << 31),
+            passphrase_request(6, reserved0=b"\0\0\1"),
+            passphrase_request(6, reserved=1),
+        ):
+            assert ioctl_errno(fd, regmap.IOC_PASSPHRASE, request) == errno.EINVAL
         kernel.hide_firmware()
         try:
             kernel.write_errno(name, "load_wordlist", "1")

@@ -163,6 +163,21 @@ class GuestTarget(Target):
         vf = DeviceName.parse(device).vf_index
         self._control(device, {"op": "health", "function": "pf" if vf is None else vf, "healthy": healthy})
 
+    def device_register(self, device: str, offset: int) -> int:
+        """A 32-bit BAR0 register of the device's PF, as the device holds it."""
+        value = self._control(device, {"op": "read", "offset": offset, "width": 4})["value"]
+        assert isinstance(value, int)
+        return value
+
+    def fault(self, device: str, kind: str, enabled: bool) -> None:
+        """Inject (or end) a fault of the device's PF: ``fail_reads``, ``fail_writes``."""
+        self._control(device, {"op": "fault", "kind": kind, "enabled": enabled})
+
+    def server_state(self, device: str) -> dict[str, object]:
+        state = self._control(device, {"op": "state"})["state"]
+        assert isinstance(state, dict)
+        return state
+
     @property
     def firmware_file(self) -> Path:
         return self.firmware_dir / FIRMWARE_NAME

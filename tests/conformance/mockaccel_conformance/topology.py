@@ -1,4 +1,9 @@
-"""The node every conformance run uses: 2 NUMA nodes x 2 PFs, 16 GiB each, 4 VFs of 2 GiB.
+"""The node every conformance run uses: 2 NUMA nodes x 2 PFs and one PF without NUMA affinity.
+
+Each PF has 16 GiB and 4 VFs of 2 GiB. The NUMA-placed PFs sit behind
+``pxb-pcie`` expanders in the guest; the fifth sits on a root port of the root
+bus and, being first in PCI bus order, is mock0. Interrupt delivery differs
+between the two placements in QEMU, so the suite covers both.
 
 The simulator materialises it on the host; the e2e test boots the same text
 as an emulated QEMU node. One definition, so both runs expect the same names,
@@ -13,6 +18,12 @@ NODE_NAME = "node-a"
 TOPOLOGY_TOML = """
 [[node]]
 name = "node-a"
+
+[[node.pf]]
+numa_node = -1
+memory = "16Gi"
+total_vfs = 4
+vf_memory = "2Gi"
 
 [[node.pf]]
 numa_node = 0

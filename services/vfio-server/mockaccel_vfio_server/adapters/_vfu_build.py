@@ -82,6 +82,8 @@ typedef ssize_t (vfu_region_access_cb_t)(vfu_ctx_t *vfu_ctx, char *buf,
                                          size_t count, loff_t offset,
                                          bool is_write);
 typedef int (vfu_reset_cb_t)(vfu_ctx_t *vfu_ctx, vfu_reset_type_t type);
+typedef void (vfu_dev_irq_state_cb_t)(vfu_ctx_t *vfu_ctx, uint32_t start,
+                                      uint32_t count, bool mask);
 
 vfu_ctx_t *vfu_create_ctx(vfu_trans_t trans, const char *path, int flags,
                           void *pvt, vfu_dev_type_t dev_type);
@@ -110,6 +112,8 @@ int vfu_setup_region(vfu_ctx_t *vfu_ctx, int region_idx, size_t size,
 int vfu_setup_device_reset_cb(vfu_ctx_t *vfu_ctx, vfu_reset_cb_t *reset);
 int vfu_setup_device_nr_irqs(vfu_ctx_t *vfu_ctx, enum vfu_dev_irq_type type,
                              uint32_t count);
+int vfu_setup_irq_state_callback(vfu_ctx_t *vfu_ctx, enum vfu_dev_irq_type type,
+                                 vfu_dev_irq_state_cb_t *cb);
 int vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);
 """
 

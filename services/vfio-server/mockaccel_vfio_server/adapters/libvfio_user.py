@@ -23,6 +23,7 @@ Typical use::
         vfu.setup_region(Region.BAR0, 0x1000, on_bar0)
         vfu.setup_reset(on_reset)
         vfu.setup_intx()
+        vfu.setup_irq_state(IrqKind.INTX, on_intx_mask)
         vfu.realize()
         ...  # attach()/run() from the event loop
 """
@@ -47,6 +48,7 @@ __all__ = [
     "AccessRefused",
     "Binding",
     "IrqKind",
+    "IrqStateHandler",
     "LogHandler",
     "PciType",
     "Region",
@@ -71,6 +73,8 @@ the emulator keeps running.
 """
 
 ResetHandler = Callable[["ResetReason"], None]
+IrqStateHandler = Callable[[int, int, bool], None]
+"""``handler(start, count, masked)``: the client masked or unmasked vectors ``start..start+count-1``."""
 LogHandler = Callable[[int, str], None]
 """``handler(logging_level, message)`` for libvfio-user's own log lines."""
 
@@ -189,6 +193,7 @@ class VfuContext:
         self._pci_type: PciType | None = None
         self._regions: dict[int, tuple[int, RegionHandler]] = {}
         self._reset: ResetHandler | None = None
+        self._irq_state: dict[int, IrqStateHandler] = {}
         self._log_handler = log
         # C holds raw pointers to these; they must outlive vfu_destroy_ctx.
         self._keepalive: list[Any] = []
@@ -234,6 +239,7 @@ class VfuContext:
         self._lib.vfu_destroy_ctx(ctx)  # may still call the reset/log callbacks
         self._keepalive.clear()
         self._regions.clear()
+        self._irq_state.clear()
         self._handle = None
         self._socket_path.unlink(missing_ok=True)
 
@@ -264,6 +270,10 @@ class VfuContext:
         """Add a capability (``data`` starts with its header; copied in). Returns its offset."""
         buf = self._ffi.from_buffer(bytearray(data))
         return self._check(self._lib.vfu_pci_add_capability(self._ptr, pos, flags, buf), "vfu_pci_add_capability")
+
+    @property
+    def express_capability_size(self) -> int:
+        return int(self._lib.VFIO_USER_PCI_CAP_EXP_SIZEOF)
 
     def add_express_capability(self, *, flr: bool = True) -> int:
         """Add a PCI Express v2 Endpoint capability, which libvfio-user then emulates.
@@ -316,6 +326,24 @@ class VfuContext:
     def setup_intx(self) -> None:
         """One legacy INTx line (must precede ``realize()``)."""
         self.setup_irqs(IrqKind.INTX, 1)
+
+    def setup_irq_state(self, kind: IrqKind, handler: IrqStateHandler) -> None:
+        """Call ``handler`` when the client masks or unmasks vectors of ``kind``.
+
+        For INTx, QEMU unmasks the line after each end of interrupt (the
+        guest's next access to the device): a device whose cause is still
+        pending raises INTx again then, which makes INTx level-triggered.
+        """
+        ffi, lib = self._ffi, self._lib
+
+        def on_state(vfu_ctx: Any, start: int, count: int, mask: bool) -> None:
+            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            owner._irq_state[int(kind)](start, count, bool(mask))
+
+        callback = ffi.callback("vfu_dev_irq_state_cb_t *", on_state, onerror=_irq_state_failed)
+        self._keepalive.append(callback)
+        self._irq_state[int(kind)] = handler
+        self._check(lib.vfu_setup_irq_state_callback(self._ptr, int(kind), callback), "vfu_setup_irq_state_callback")
 
     def realize(self) -> None:
         """Freeze the description; required before the first ``attach()``."""
@@ -434,6 +462,11 @@ class VfuContext:
         _log.error("region_handler_failed", error=repr(exc), exc_info=(exc_type, exc, tb))
         self._ffi.errno = errno.EINVAL
         return -1
+
+
+def _irq_state_failed(exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> None:
+    # A void C callback: the library has already accepted the client's request.
+    _log.error("irq_state_handler_failed", error=repr(exc), exc_info=(exc_type, exc, tb))
 
 
 def _log_failed(exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> None:

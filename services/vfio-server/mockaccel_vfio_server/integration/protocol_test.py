@@ -16,7 +16,7 @@ from mockaccel_common import regmap as rm
 from mockaccel_common.provisioned import require
 from mockaccel_common.regmap import Status
 from mockaccel_testing.vfio_server import TEST_UUID, RunningServer, vfio_server
-from mockaccel_testing.vfio_user_client import BAR0, CONFIG, INTX, VfioUserClient, VfioUserError
+from mockaccel_testing.vfio_user_client import BAR0, CONFIG, INTX, MSI, VfioUserClient, VfioUserError
 from mockaccel_vfio_server.domain.device import Device, Identity
 from mockaccel_vfio_server.domain.passphrase import Wordlist
 
@@ -180,7 +180,73 @@ def test_health_change_raises_intx_when_enabled(server: RunningServer) -> None:
             client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)
     finally:
         os.close(efd)
-    server.process.wait_for_event("intx_triggered")
+    server.process.wait_for_event("irq_triggered")
+
+
+def test_unmasked_intx_fires_again_while_the_cause_is_pending(server: RunningServer) -> None:
+    """Level-triggered INTx: a handler that could not clear the cause (a failed read) gets another interrupt."""
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        with VfioUserClient(server.socket) as client:
+            client.set_irq_eventfds(INTX, [efd])
+            client.write_int(BAR0, OFF["IRQ_ENABLE"], rm.IrqCause.HEALTH)
+            server.control("health", function="pf", healthy=False)
+            assert interrupts(efd, 5) == 1
+            client.mask_irq(INTX, masked=False)  # QEMU's end of interrupt; the cause is still pending
+            assert interrupts(efd, 5) == 1
+            client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)
+            client.mask_irq(INTX, masked=False)  # cleared now: no interrupt
+            assert interrupts(efd, 0.3) == 0
+            client.mask_irq(INTX)  # masked: a new cause waits for the unmask
+            server.control("health", function="pf", healthy=True)
+            assert interrupts(efd, 0.3) == 0
+            client.mask_irq(INTX, masked=False)
+            assert interrupts(efd, 5) == 1
+    finally:
+        os.close(efd)
+
+
+def _msi_offset(client: VfioUserClient) -> int:
+    """Walk the capability list from the header's pointer to the MSI capability (ID 5)."""
+    at = client.read_int(CONFIG, 0x34, 1)
+    seen = []
+    while at:
+        cap_id, nxt = client.read(CONFIG, at, 2)
+        seen.append(cap_id)
+        if cap_id == 0x05:
+            return at
+        at = nxt
+    raise AssertionError(f"no MSI capability in the list: {seen}")
+
+
+def test_msi_capability_delivers_health_interrupts(server: RunningServer) -> None:
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        with VfioUserClient(server.socket) as client:
+            msi = _msi_offset(client)
+            control = client.read_int(CONFIG, msi + 2, 2)
+            assert control & 0x80, f"want a 64-bit address: {control:#x}"
+            assert not control & 0x0E, f"want one vector: {control:#x}"
+            client.write_int(CONFIG, msi + 4, 0xFEE0_0000)  # what the guest's MSI setup writes
+            client.write_int(CONFIG, msi + 12, 0x4041, 2)
+            client.write_int(CONFIG, msi + 2, control | 1, 2)
+            assert client.read_int(CONFIG, msi + 4, 4) == 0xFEE0_0000
+            assert client.read_int(CONFIG, msi + 2, 2) == control | 1
+            client.write_int(CONFIG, msi, 0x1234, 2)  # ID and next pointer are read-only: ignored
+            assert client.read_int(CONFIG, msi, 1) == 0x05
+            with pytest.raises(VfioUserError):
+                client.write_int(CONFIG, 0x100, 1)  # outside every capability: refused, as before MSI
+            assert server.control("state")["state"]["msi_enabled"]
+            client.set_irq_eventfds(MSI, [efd])
+            client.write_int(BAR0, OFF["IRQ_ENABLE"], rm.IrqCause.HEALTH)
+            server.control("health", function="pf", healthy=False)
+            assert interrupts(efd, 5) == 1
+            client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)
+            server.control("health", function="pf", healthy=True)
+            assert interrupts(efd, 5) == 1
+            client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)
+    finally:
+        os.close(efd)
 
 
 def test_slow_fault_delays_guest_accesses(server: RunningServer) -> None:
