@@ -9,7 +9,7 @@ UUID that the node's simulated sysfs holds for the device it got. Then a device 
 running pod is made unhealthy with the simulator inside its node container and kubelet
 must report it in the pod's status. Teardown must leave no container, volume, network
 or kubeconfig behind. Each step's time is printed and recorded in the JUnit report
-(record_property); nothing is asserted about durations.
+(record_testsuite_property); nothing is asserted about durations.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class Steps:
 
 @pytest.mark.timeout(1500)
 async def test_compose_stack_up_examples_fault_down(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path, record_testsuite_property: Callable[[str, object], None]
 ) -> None:
-    steps = Steps(record_property)
+    steps = Steps(record_testsuite_property)
     stack = ComposeStack.for_test(tmp_path / "out")
     print(f"compose project {stack.project}: network {stack.network_prefix}.0/24, API port {stack.api_port}")
     try:

@@ -62,8 +62,9 @@ class ComposeStack:
 
     @classmethod
     def for_test(cls, out_dir: Path, environ: Mapping[str, str] = os.environ) -> ComposeStack:
-        compose, image, docker_host = (environ.get(k, "") for k in (COMPOSE_PLUGIN_ENV, CLUSTER_IMAGE_ENV, "DOCKER_HOST"))
-        missing = [k for k, v in ((COMPOSE_PLUGIN_ENV, compose), (CLUSTER_IMAGE_ENV, image), ("DOCKER_HOST", docker_host)) if not v]
+        keys = (COMPOSE_PLUGIN_ENV, CLUSTER_IMAGE_ENV, "DOCKER_HOST")
+        compose, image, docker_host = (environ.get(k, "") for k in keys)
+        missing = [k for k in keys if not environ.get(k)]
         if missing:
             raise ComposeNotProvisionedError(f"{', '.join(missing)} not set: {PROVISION_HINT}")
         if not Path(compose).is_file():
@@ -185,7 +186,8 @@ class ComposeStack:
 
 class ComposeCommandError(RuntimeError):
     def __init__(self, args: Sequence[str], result: subprocess.CompletedProcess[str]) -> None:
-        super().__init__(f"docker compose {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        command = " ".join(args)
+        super().__init__(f"docker compose {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         self.result = result
 
 
