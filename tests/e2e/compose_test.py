@@ -70,6 +70,7 @@ async def test_compose_stack_up_examples_fault_down(
     print(f"compose project {stack.project}: network {stack.network_prefix}.0/24, API port {stack.api_port}")
     try:
         steps.add("up --wait", await asyncio.to_thread(stack.up))
+        print("\n".join(["where up --wait spent its time:", *await asyncio.to_thread(stack.milestones)]))
         assert stack.kubeconfig.is_file(), "up --wait returned before the kubeconfig was written"
         async with admin_client(stack.kubeconfig) as kube:
             await _check_installed(kube)

@@ -112,7 +112,7 @@ class ComposeStack:
         if self.engine_is_podman():
             self.start_health_driver()
         started = time.monotonic()
-        self.run("up", "--wait", "--wait-timeout", "600", timeout=660)
+        self.run("up", "--wait", "--wait-timeout", "900", timeout=960)
         return time.monotonic() - started
 
     def down(self) -> float:
@@ -127,6 +127,11 @@ class ComposeStack:
     def exec(self, service: str, *argv: str) -> str:
         """Run a command in a running service (no TTY); its stdout."""
         return self.run("exec", "-T", service, *argv, timeout=60).stdout
+
+    def milestones(self) -> list[str]:
+        """The roles' own progress lines (``[mock-accel-cluster ROLE] …``), oldest first, timestamped."""
+        logs = self.run("logs", "--no-color", "--no-log-prefix", "--timestamps", timeout=120).stdout
+        return sorted(line for line in logs.splitlines() if "[mock-accel-cluster " in line)
 
     def diagnostics(self) -> str:
         """`ps` and the last log lines of every service, for a failure report."""
