@@ -51,7 +51,7 @@ if [ ! -x "$PLUGIN" ]; then
 	(cd "$src" && GOTOOLCHAIN=local GOFLAGS="-mod=mod -modcacherw" go get "$MOD/cmd@$COMPOSE_VERSION" >&2)
 	(cd "$src" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -modcacherw" go build -trimpath \
 		-ldflags="-s -w -X $MOD/internal.Version=$COMPOSE_VERSION" -o "$DIR/bin.tmp/docker-compose" "$MOD/cmd")
-	rm -rf "$DIR/bin" && mv "$DIR/bin.tmp" "$DIR/bin"
+	rm -rf "${DIR:?}/bin" && mv "$DIR/bin.tmp" "$DIR/bin"
 	log "built docker compose $COMPOSE_VERSION in $((SECONDS - started)) s"
 fi
 

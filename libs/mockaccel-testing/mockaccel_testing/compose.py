@@ -202,23 +202,24 @@ def _docker_client() -> Any:
 
 def _free_network_prefix() -> str:
     """Three octets of a /24 in 172.30.0.0/16 that no host address or engine network uses."""
-    used: list[Any] = []
+    found: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     addresses = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
     routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
     for word in (addresses + routes).split():
         with contextlib.suppress(ValueError):
-            used.append(ipaddress.ip_network(word, strict=False))
+            found.append(ipaddress.ip_network(word, strict=False))
     client = _docker_client()
     try:
         for network in client.networks.list():
             for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
-                    used.append(ipaddress.ip_network(config["Subnet"], strict=False))
+                    found.append(ipaddress.ip_network(config["Subnet"], strict=False))
     finally:
         client.close()
+    used = [n for n in found if isinstance(n, ipaddress.IPv4Network)]
     candidates = list(NETWORK_POOL.subnets(new_prefix=24))
     random.shuffle(candidates)
     for candidate in candidates:
-        if not any(candidate.overlaps(u) for u in used if u.version == 4):
+        if not any(candidate.overlaps(u) for u in used):
             return str(candidate.network_address).rsplit(".", 1)[0]
     raise RuntimeError(f"no free /24 in {NETWORK_POOL} for the compose network")
