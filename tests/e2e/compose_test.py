@@ -67,6 +67,8 @@ async def test_compose_stack_up_examples_fault_down(
 ) -> None:
     steps = Steps(record_testsuite_property)
     stack = ComposeStack.for_test(tmp_path / "out")
+    if reaped := await asyncio.to_thread(stack.reap_orphans):
+        print(f"removed stacks of killed earlier runs: {', '.join(reaped)}")
     print(f"compose project {stack.project}: network {stack.network_prefix}.0/24, API port {stack.api_port}")
     try:
         steps.add("up --wait", await asyncio.to_thread(stack.up))

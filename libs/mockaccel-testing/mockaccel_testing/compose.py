@@ -8,7 +8,10 @@ plugin directory is needed).
 
 A test's stack cannot collide with anything else on the machine: its own project name
 (so its own containers, volumes and network), a free host port for the API server, a
-/24 no route or engine network uses, and its own directory for the kubeconfig. Under
+/24 no route or engine network uses, and its own directory for the kubeconfig. The
+project name carries the test process's PID: a run that was killed before its teardown
+(Pants restarts a test whose sources change under it) leaves a stack whose owner is
+gone, and the next run removes it (reap_orphans). Under
 podman, which runs no healthchecks without systemd, the stack's healthchecks are driven
 by `tools/compose health-driver`, the same loop `tools/compose up` starts for users.
 """
@@ -37,10 +40,11 @@ TOOL = Path("tools/compose")
 COMPOSE_PLUGIN_ENV = "MOCKACCEL_COMPOSE_PLUGIN"
 CLUSTER_IMAGE_ENV = "MOCKACCEL_CLUSTER_IMAGE"
 PROJECT_LABEL = "com.docker.compose.project"
+PROJECT_PREFIX = "mockaccel-e2e-"
 PROVISION_HINT = "run tools/provision/compose.sh and `tools/compose build` (tools/test does both)"
 # Where the simulated node's /sys lives inside a node container (mock-accel-cluster node).
 SIM_ROOT = "/var/lib/mock-accel/sys"
-NETWORK_POOL = ipaddress.ip_network("172.30.0.0/16")
+NETWORK_POOL = ipaddress.IPv4Network("172.30.0.0/16")
 
 
 class ComposeNotProvisionedError(RuntimeError):
@@ -74,7 +78,7 @@ class ComposeStack:
         return cls(
             compose=Path(compose),
             image=image,
-            project=f"mockaccel-e2e-{uuid.uuid4().hex[:8]}",
+            project=f"{PROJECT_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}",
             out_dir=out_dir.resolve(),
             api_port=port,
             network_prefix=_free_network_prefix(),
@@ -141,6 +145,22 @@ class ComposeStack:
 
     # -- engine ------------------------------------------------------------------------
 
+    def reap_orphans(self) -> list[str]:
+        """`down -v` every test stack whose owning process is gone; the projects removed."""
+        client = self._client()
+        try:
+            projects = {c.labels.get(PROJECT_LABEL, "") for c in client.containers.list(all=True)}
+        finally:
+            client.close()
+        reaped = []
+        for project in sorted(p for p in projects if p.startswith(PROJECT_PREFIX) and p != self.project):
+            pid = project.removeprefix(PROJECT_PREFIX).split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                orphan = ComposeStack(self.compose, self.image, project, self.out_dir, 0, "0.0.0", self.docker_host)
+                orphan.run("down", "-v", "--remove-orphans", "--timeout", "5", timeout=300, check=False)
+                reaped.append(project)
+        return reaped
+
     def _client(self) -> Any:
         """A docker SDK client on DOCKER_HOST (through testcontainers, which brings the SDK)."""
         return _docker_client()
@@ -194,6 +214,16 @@ class ComposeCommandError(RuntimeError):
         command = " ".join(args)
         super().__init__(f"docker compose {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         self.result = result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _docker_client() -> Any:
