@@ -36,7 +36,7 @@ from mockaccel_node_agent.adapters.state import CheckpointStore
 from mockaccel_node_agent.domain.cdi_building import is_our_spec
 from mockaccel_testing import net
 from mockaccel_testing.control_plane import ControlPlane
-from mockaccel_testing.examples import EXAMPLES, load_example
+from mockaccel_testing.examples import EXAMPLES, device_health, load_example, parse_log
 from mockaccel_testing.kubelet_node import REAL_NODE_TAINT, KubeletNode
 from mockaccel_testing.polling import wait_for, wait_until
 
@@ -194,25 +194,6 @@ def example_pod(name: str, node: KubeletNode) -> tuple[Any, Any]:
     return objects["ResourceClaimTemplate"], pod
 
 
-def parse_log(text: str) -> dict[str, Any]:
-    env: dict[str, str] = {}
-    present, uuids, visible, mine = set(), {}, set(), set()
-    for line in text.splitlines():
-        words = line.split()
-        if line.startswith("env "):
-            key, _, value = line[4:].partition("=")
-            env[key] = value
-        elif len(words) == 3 and words[0] == "device" and words[2] == "present":
-            present.add(words[1].removeprefix("/dev/"))
-        elif len(words) == 4 and words[0] == "device" and words[2] == "uuid":
-            uuids[words[1]] = words[3]
-        elif line.startswith("sysfs visible:"):
-            visible = set(words[2:])
-        elif line.startswith("sysfs mine:"):
-            mine = set(words[2:])
-    return {"env": env, "present": present, "uuids": uuids, "visible": visible, "mine": mine}
-
-
 @pytest.mark.parametrize("example", EXAMPLES)
 async def test_example_gets_its_devices_and_unprepares(installed: Installed, kube: ApiClient, example: str) -> None:
     core, resource = CoreV1Api(kube), ResourceV1Api(kube)
@@ -349,16 +330,6 @@ async def test_a_workload_starting_while_the_agent_is_replaced_still_starts(
         await core.delete_namespace(namespace)
 
 
-def _health(pod: Any) -> dict[str, str]:
-    """resourceID -> health of the devices kubelet reports in the pod's status."""
-    return {
-        health.resource_id: health.health
-        for status in (pod.status.container_statuses or [])
-        for allocated in (status.allocated_resources_status or [])
-        for health in (allocated.resources or [])
-    }
-
-
 async def test_device_health_reaches_the_pod_status(installed: Installed, kube: ApiClient) -> None:
     core, resource = CoreV1Api(kube), ResourceV1Api(kube)
     await _agent_pod(core)
@@ -376,24 +347,24 @@ async def test_device_health_reaches_the_pod_status(installed: Installed, kube: 
         healthy = await wait_for(
             "the pod's device reported Healthy in its status",
             lambda: core.read_namespaced_pod(name, namespace),
-            lambda p: bool(_health(p)) and set(_health(p).values()) == {"Healthy"},
+            lambda p: bool(device_health(p)) and set(device_health(p).values()) == {"Healthy"},
             within=START_WITHIN,
         )
         # kubelet names the device by its CDI ID: k8s.mock-accel.example.com/device=<claim UID>-<device>.
-        (resource_id,) = _health(healthy)
+        (resource_id,) = device_health(healthy)
         device = resource_id.rsplit("-", 1)[-1]
         assert (installed.sim.root / abi.CLASS_DIR / device).is_dir(), resource_id
         # kubelet marks a device Unknown when no health list arrived for 30 s; the agent
         # resends its list, so a healthy device stays Healthy past that timeout.
         until = time.monotonic() + 35
         while time.monotonic() < until:
-            assert _health(await core.read_namespaced_pod(name, namespace)) == {resource_id: "Healthy"}
+            assert device_health(await core.read_namespaced_pod(name, namespace)) == {resource_id: "Healthy"}
             await asyncio.sleep(2.5)
         installed.sim.set_health(device, healthy=False)
         await wait_for(
             "the pod's device reported Unhealthy in its status",
             lambda: core.read_namespaced_pod(name, namespace),
-            lambda p: _health(p) == {resource_id: "Unhealthy"},
+            lambda p: device_health(p) == {resource_id: "Unhealthy"},
             within=60,
         )
     finally:

@@ -34,6 +34,7 @@ rootfs=$(step guest-rootfs)
 checkpatch=$(step checkpatch)
 step kmm-base-image >/dev/null
 node_runtime=$(step node-runtime)
+compose=$(step compose)
 
 value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | tail -n 1; }
 
@@ -60,6 +61,7 @@ export MOCKACCEL_PAUSE_IMAGE='$(value PAUSE_IMAGE "$node_runtime")'
 export MOCKACCEL_PAUSE_IMAGE_ARCHIVE='$(value PAUSE_IMAGE_ARCHIVE "$node_runtime")'
 export MOCKACCEL_BUSYBOX_IMAGE='$(value BUSYBOX_IMAGE "$node_runtime")'
 export MOCKACCEL_BUSYBOX_IMAGE_ARCHIVE='$(value BUSYBOX_IMAGE_ARCHIVE "$node_runtime")'
+export MOCKACCEL_COMPOSE_PLUGIN='$(value COMPOSE_PLUGIN "$compose")'
 ENV
 mv "$tmp" "$env_file"
 printf '%s\n' "$env_file"

@@ -51,3 +51,42 @@ def claim_of(pod: Any) -> str | None:
     """The name of the claim generated for a pod's first template claim, once the controller made it."""
     statuses = (pod.status.resource_claim_statuses if pod.status else None) or []
     return statuses[0].resource_claim_name if statuses else None
+
+
+def parse_log(text: str) -> dict[str, Any]:
+    """What an example pod printed about the devices it received (deploy/examples/*: the script).
+
+    ``env``: its MOCK_ACCEL_* variables; ``present``: devices whose /dev node exists;
+    ``uuids``: device -> the UUID read from its sysfs directory; ``visible``: the sysfs
+    directories it can see; ``mine``: the devices its environment names.
+    """
+    env: dict[str, str] = {}
+    present: set[str] = set()
+    uuids: dict[str, str] = {}
+    visible: set[str] = set()
+    mine: set[str] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("env "):
+            key, _, value = line[4:].partition("=")
+            env[key] = value
+        elif len(words) == 3 and words[0] == "device" and words[2] == "present":
+            present.add(words[1].removeprefix("/dev/"))
+        elif len(words) == 4 and words[0] == "device" and words[2] == "uuid":
+            uuids[words[1]] = words[3]
+        elif line.startswith("sysfs visible:"):
+            visible = set(words[2:])
+        elif line.startswith("sysfs mine:"):
+            mine = set(words[2:])
+    return {"env": env, "present": present, "uuids": uuids, "visible": visible, "mine": mine}
+
+
+def device_health(pod: Any) -> dict[str, str]:
+    """resourceID -> health of the devices kubelet reports in the pod's status
+    (``allocatedResourcesStatus``; the ID is the CDI device ``…/device=<claim UID>-<device>``)."""
+    return {
+        health.resource_id: health.health
+        for status in (pod.status.container_statuses or [])
+        for allocated in (status.allocated_resources_status or [])
+        for health in (allocated.resources or [])
+    }
