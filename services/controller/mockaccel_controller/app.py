@@ -128,7 +128,12 @@ class Controller:
         while True:
             try:
                 if resource_version is None:
+                    self.publisher.watching = False
                     _, resource_version = await self.api.list_slices()
+                    # Every change after this list reaches the watch: the publisher may plan against
+                    # its own view from now on, once it has listed again itself.
+                    self.publisher.forget_stored()
+                    self.publisher.watching = True
                     self.request("slice_relist", NO_DEVICES)
                 async for event in self.api.watch(resource_version):
                     backoff.reset()
@@ -136,11 +141,13 @@ class Controller:
                     if event.kind != "BOOKMARK" and not self.publisher.is_own_write(
                         event.kind, event.name, event.resource_version
                     ):
+                        self.publisher.forget_stored()
                         self.request(f"slice_{event.kind.lower()}", NO_DEVICES)
             except ConflictError as exc:  # 410 Gone: the resourceVersion is too old; re-list
                 self.log.debug("slice_watch_expired", error=str(exc))
                 resource_version = None
             except RetryableError as exc:
+                self.publisher.watching = False  # changes may be missed until the watch is back
                 delay = backoff.next_delay(exc.delay)
                 self.log.warning(_event_of(exc), source="slice_watch", error=str(exc), retry_in_s=round(delay, 3))
                 resource_version = None
