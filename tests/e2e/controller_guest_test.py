@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
@@ -80,7 +81,7 @@ async def test_slices_follow_vfs_and_pfs_of_the_real_driver(
             raise
 
     passes = [line for line in controller_log(share) if line.get("event") == "reconciled"]
-    reasons = {r for line in passes for r in line.get("reasons", [])}  # type: ignore[union-attr]
+    reasons = {str(r) for line in passes for r in cast(list[object], line.get("reasons", []))}
     assert {"uevent_add", "uevent_remove"} <= reasons, reasons
     assert "resync" not in reasons
     # Each change re-read only the devices it named, never a full scan after the first pass.

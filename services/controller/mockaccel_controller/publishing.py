@@ -31,9 +31,9 @@ from typing import Any
 
 from mockaccel_common.model import Device, DeviceKind, DeviceName
 from mockaccel_common.sysfs.reader import ScanResult, read_devices, scan_devices
-from mockaccel_controller.adapters.k8s import KubeApi, Owner, StoredSlice
+from mockaccel_controller.adapters.k8s import KubeApi, Owner
 from mockaccel_controller.domain import reconcile
-from mockaccel_controller.domain.reconcile import Create, Delete, Plan, Update
+from mockaccel_controller.domain.reconcile import Create, Delete, Plan, StoredSlice, Update
 from mockaccel_controller.domain.slices import Checked, desired_state
 from mockaccel_controller.settings import Settings
 
