@@ -1,137 +1,286 @@
 """Benchmark of the controller against a loopback control plane; prints numbers (not a test).
 
-Run from the repo root (MOCKACCEL_KUBE_BIN set, e.g. from tools/provision/kubernetes.sh):
-    PYTHONPATH=libs/mockaccel-common:libs/mockaccel-testing:services/controller python tools/bench/controller_bench.py
+Run from the repo root (the provisioned Kubernetes binaries are found as the tests find them):
+    PYTHONPATH=libs/mockaccel-common:libs/mockaccel-testing:services/controller \\
+        python3 tools/bench/controller_bench.py [--changes 40] [--profile DIR]
 
-Measures (goals from issue 4):
-  latency   sysfs change -> slice visible in the API            (<= 1 s)
-  publish   1,024 devices on one node, start -> all visible     (<= 2 s)
-  idle      API writes during 10 idle resync periods            (0)
-  rss       resident memory of an idle controller process       (<= 64 MiB)
+The controller runs as its own process (``python -m mockaccel_controller``,
+default settings unless named), as in production; this process only writes
+sysfs and watches the API. Measures (goals of issue 15 item 4):
+  latency   sysfs change -> the controller's last slice write for it visible in a
+            watch, 1,024-device node, N changes (sriov_numvfs 7 -> 0 -> 7)    p99 <= 300 ms
+  publish   10,240 devices in one tree (10 nodes' worth), start -> all in slices   <= 5 s
+  rss       that controller's RSS after publishing, and its peak (VmHWM)         <= 64 MiB
+  idle      API writes over 10 resync periods with nothing changing               0
+With ``--profile DIR`` each controller runs under cProfile and its stats are
+written to DIR (read them with ``python3 -m pstats``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from kubernetes_asyncio.client import ApiClient
+
+from mockaccel_common.regmap import DEFAULT_PF_MEMORY, DEFAULT_VF_MEMORY
 from mockaccel_common.simulator.engine import SimulatedNode
-from mockaccel_common.simulator.topology import loads_topology
+from mockaccel_common.simulator.topology import MAX_NUMA_NODES, NodeSpec, PfSpec
+from mockaccel_common.sysfs.reader import class_dir
 from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
-from mockaccel_testing.controller import (
-    WriteCounter,
-    controller_settings,
-    list_slices,
-    running_controller,
-)
-from mockaccel_testing.polling import wait_until
+from mockaccel_testing.controller import WriteCounter, list_slices
 
-RESYNC = 0.5
+VFS = 7
+QUIET_S = 0.5  # no slice write for this long after a change: the controller is done with it
 
 
-def big_topology(name: str, pfs: int = 128) -> str:
-    """``pfs`` PFs with 7 VFs each over 14 NUMA nodes (<= 15 PFs per node): 1,024 functions for 128."""
-    lines = [f'[[node]]\nname = "{name}"']
-    for numa in range(14):
-        count = pfs // 14 + (1 if numa < pfs % 14 else 0)
-        if count == 0:
-            continue
-        lines.append(f'[[node.pf]]\nnuma_node = {numa}\ncount = {count}\ntotal_vfs = 7\nvf_memory = "2Gi"')
-    return "\n".join(lines) + "\n"
+def big_node(name: str, pfs: int) -> NodeSpec:
+    """``pfs`` PFs with 7 VFs each over 14 NUMA nodes: 1,024 functions for 128 PFs, 10,240 for 1,280.
+
+    Built in code, not from a topology file: past 15 PFs per NUMA node the PCI
+    layout continues in further PCI domains (simulator/topology.pci_layout).
+    """
+    specs = []
+    for index in range(pfs):
+        numa, slot = index % MAX_NUMA_NODES, index // MAX_NUMA_NODES
+        specs.append(PfSpec(index, numa, slot, DEFAULT_PF_MEMORY, VFS, DEFAULT_VF_MEMORY, uuid.UUID(int=index + 1)))
+    return NodeSpec(name, tuple(sorted(specs, key=lambda p: (p.numa_node, p.slot))))
 
 
-async def bench(plane: ControlPlane, work: Path) -> None:
-    async with admin_client(plane.kubeconfig) as kube:
-        # 1,024 devices on one node
-        node = "bench-big"
-        await create_node(kube, node)
-        sim = SimulatedNode.create(work / node, loads_topology(big_topology(node)).node(node))
-        for pf in sorted({p.name for p in sim.node.pfs}):
-            sim.write(pf, "sriov_numvfs", "7")
-        settings = controller_settings(node, sim.root, plane.kubeconfig, "--resync-interval", str(RESYNC))
+def simulated(work: Path, name: str, pfs: int) -> SimulatedNode:
+    """The node's simulated tree under ``work``, created (slow: minutes for 10,240 functions) or reused."""
+    spec = big_node(name, pfs)
+    if SimulatedNode.is_simulated(work / name):
+        sim = SimulatedNode(work / name, spec)  # (its marker's topology is past a topology file's limits)
+        for pf in spec.pfs:  # a run stopped half-way may have left VFs disabled
+            if (class_dir(sim.root) / pf.name / "sriov_numvfs").read_text().strip() != str(VFS):
+                sim.write(pf.name, "sriov_numvfs", "0")
+                sim.write(pf.name, "sriov_numvfs", str(VFS))
+        return sim
+    started = time.perf_counter()
+    sim = SimulatedNode.create(work / name, spec)
+    for pf in sim.node.pfs:
+        sim.write(pf.name, "sriov_numvfs", str(VFS))
+    print(f"  (simulated {pfs * (VFS + 1)} functions in {time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return sim
 
-        async def count() -> int | None:
-            slices = await list_slices(kube, node)
-            n = sum(len(s["spec"]["devices"]) for s in slices)
-            return n if n == 1024 else None
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+class ControllerProcess:
+    """``python -m mockaccel_controller`` for one node; ``ready`` is set by its "ready" log line."""
+
+    def __init__(self, node: str, sysfs: Path, kubeconfig: Path, extra: Sequence[str], profile: Path | None) -> None:
+        runner = [sys.executable, "-m", "cProfile", "-o", str(profile / f"{node}.pstats")] if profile else [
+            sys.executable
+        ]
+        self.command = [
+            *runner, "-m", "mockaccel_controller", "--node-name", node, "--sysfs-root", str(sysfs),
+            "--kubeconfig", str(kubeconfig), "--require-agent", "false", *extra,
+        ]  # fmt: skip
+        self.process: asyncio.subprocess.Process | None = None
+        self.lines: list[bytes] = []
+        self.ready = asyncio.Event()
+        self.exited = asyncio.Event()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    async def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            self.lines.append(line)
+            if b'"event": "ready"' in line or b'"event":"ready"' in line:
+                self.ready.set()
+        self.exited.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[ControllerProcess]:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            limit=1 << 24,  # a failure's traceback is one long JSON line
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+        )
+        reader = asyncio.create_task(self._read())
+        try:
+            yield self
+        finally:
+            if self.process.returncode is None:
+                self.process.terminate()
+                await asyncio.wait_for(self.process.wait(), 30)
+            await reader
+
+    def tail(self, lines: int = 20) -> str:
+        return b"".join(self.lines[-lines:]).decode(errors="replace")
+
+
+class Writes:
+    """Times of this driver's slice writes on one node, from a watch in this process."""
+
+    def __init__(self, kube: ApiClient, node: str, controller: ControllerProcess | None = None) -> None:
+        self.controller = controller
+        self.counter = WriteCounter(kube, node)
+        self.times: list[float] = []
+        self.counter.on_event = lambda _type, _name, _pool: self.times.append(time.perf_counter())
+
+    async def quiet_after(self, since: float, quiet: float = QUIET_S, timeout: float = 30.0) -> float:
+        """The time of the last write after ``since``, once no write came for ``quiet`` seconds."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            now = time.perf_counter()
+            after = [t for t in self.times if t >= since]
+            if after and now - after[-1] >= quiet:
+                return after[-1]
+            if now > deadline:
+                raise TimeoutError(f"no quiet slice writes {timeout} s after the change ({len(after)} writes)")
+            if self.controller is not None and self.controller.exited.is_set():
+                raise RuntimeError(f"the controller exited:\n{self.controller.tail()}")
+            await asyncio.sleep(0.02)
+
+
+async def device_count(kube: ApiClient, node: str) -> int:
+    return sum(len(s["spec"]["devices"]) for s in await list_slices(kube, node))
+
+
+async def published(kube: ApiClient, node: str, writes: Writes, expected: int, since: float) -> float:
+    """The time of the last slice write once ``expected`` devices are published (listing only when writes pause)."""
+    deadline = time.perf_counter() + 300
+    while True:
+        done = await writes.quiet_after(since, timeout=300)
+        if (count := await device_count(kube, node)) == expected:
+            return done
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{count} of {expected} devices published on {node}")
+        since = done + 1e-6  # not there yet: wait for the next write
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def latency(plane: ControlPlane, kube: ApiClient, work: Path, changes: int, profile: Path | None) -> None:
+    node = "bench-1024"
+    await create_node(kube, node)
+    sim = simulated(work, node, 128)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile)
+    writes = Writes(kube, node, controller)
+    async with controller.running(), writes.counter:
+        await published(kube, node, writes, 1024, 0)
+        samples: list[float] = []
+        writing: list[float] = []
+        cpu: list[float] = []
+        for i in range(changes):
+            pf = f"mock{(i // 2) * 3 % 128}"
+            value = "0" if i % 2 == 0 else str(VFS)
+            cpu0 = cpu_seconds(controller.pid)
+            t0 = time.perf_counter()
+            sim.write(pf, "sriov_numvfs", value)  # the simulator adds or removes 7 VF directories
+            t1 = time.perf_counter()
+            done = await published(kube, node, writes, 1024 - VFS if value == "0" else 1024, t0)
+            samples.append(done - t1)
+            writing.append(t1 - t0)
+            cpu.append(cpu_seconds(controller.pid) - cpu0)
+        print(
+            f"sysfs change -> slice (1,024-device node, n={changes}, from the completed write): "
+            f"median {statistics.median(samples) * 1e3:.0f} ms, p99 {percentile(samples, 0.99) * 1e3:.0f} ms, "
+            f"max {max(samples) * 1e3:.0f} ms"
+        )
+        print(
+            f"  the simulator's write itself: median {statistics.median(writing) * 1e3:.0f} ms; "
+            f"controller CPU per change: median {statistics.median(cpu) * 1e3:.0f} ms"
+        )
+        print(f"  controller RSS (1,024 devices): {rss_mib(controller.pid):.1f} MiB")
+
+
+async def publish(plane: ControlPlane, kube: ApiClient, work: Path, profile: Path | None) -> None:
+    node = "bench-10k"
+    await create_node(kube, node)
+    sim = simulated(work, node, 1280)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile)
+    writes = Writes(kube, node, controller)
+    async with writes.counter:
         started = time.perf_counter()
-        async with running_controller(settings):
-            await wait_until("1,024 devices", count, 60)
-            publish = time.perf_counter() - started
-            print(f"publish 1024 devices: {publish:.2f} s ({len(await list_slices(kube, node))} slices)")
-
-            # idle writes over 10 resync periods
-            async with WriteCounter(kube, node) as counter:
-                deadline = time.perf_counter() + 10 * RESYNC
-                while time.perf_counter() < deadline:
-                    await asyncio.sleep(RESYNC / 5)
-                await counter.barrier()
-                print(f"API writes during 10 idle resyncs ({RESYNC} s each): {counter.writes}")
-
-        # latency, with the default resync (a 0.5 s resync keeps a 1,024-device scan always running)
-        settings = controller_settings(node, sim.root, plane.kubeconfig)
-        async with running_controller(settings):
-            await wait_until("1,024 devices", count, 60)
-            # latency: a PF disables its VFs, the slice shows it
-            samples = []
-            for pf in ["mock0", "mock20", "mock40", "mock60", "mock80"]:
-                t0 = time.perf_counter()
-                sim.write(pf, "sriov_numvfs", "0")
-
-                async def gone(pf: str = pf) -> bool:
-                    names = {d["name"] for s in await list_slices(kube, node) for d in s["spec"]["devices"]}
-                    return f"{pf}v0" not in names
-
-                await wait_until(f"{pf} VFs gone", gone, 10)
-                samples.append(time.perf_counter() - t0)
+        async with controller.running():
+            done = await published(kube, node, writes, 10240, started)
+            ready = controller.ready.is_set()
             print(
-                f"sysfs change -> slice visible: median {statistics.median(samples) * 1000:.0f} ms, "
-                f"max {max(samples) * 1000:.0f} ms (n={len(samples)}, 1,024-device node)"
+                f"publish 10,240 devices (one tree, {len(await list_slices(kube, node))} slices): "
+                f"{done - started:.2f} s from process start (ready logged: {ready})"
+            )
+            print(
+                f"  controller RSS after publishing: {rss_mib(controller.pid):.1f} MiB, "
+                f"peak (VmHWM) {rss_mib(controller.pid, 'VmHWM'):.1f} MiB"
             )
 
-        # RSS of an idle controller process (small node)
-        small = "bench-rss"
-        await create_node(kube, small)
-        sim2 = SimulatedNode.create(work / small, loads_topology(big_topology(small, 4)).node(small))
-        proc = subprocess.Popen(  # noqa: ASYNC101 - the measured process, started once
-            [sys.executable, "-m", "mockaccel_controller", "--node-name", small, "--sysfs-root", str(sim2.root),
-             "--kubeconfig", str(plane.kubeconfig), "--require-agent", "false", "--resync-interval", str(RESYNC)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-        )
-        try:
-            assert proc.stdout is not None
-            seen: list[bytes] = []
-            while b'"ready"' not in (line := proc.stdout.readline()):
-                if not line:
-                    tail = b"".join(seen[-20:]).decode(errors="replace")
-                    raise SystemExit(f"the controller exited with {proc.wait()} before it was ready:\n{tail}")
-                seen.append(line)
-            await asyncio.sleep(5 * RESYNC)  # idle: a few resyncs have run
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            rss = next(line for line in status.splitlines() if line.startswith("VmRSS"))
-            hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
-            print(f"idle controller process: {rss.split(':')[1].strip()} RSS, peak {hwm.split(':')[1].strip()}")
-        finally:
-            proc.terminate()
-            proc.wait(10)
+
+async def idle(plane: ControlPlane, kube: ApiClient, work: Path) -> None:
+    node = "bench-idle"
+    resync = 0.5
+    await create_node(kube, node)
+    sim = simulated(work, node, 16)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, ["--resync-interval", str(resync)], None)
+    writes = Writes(kube, node, controller)
+    async with controller.running(), writes.counter:
+        await published(kube, node, writes, 128, 0)
+        async with WriteCounter(kube, node) as counter:
+            await asyncio.sleep(10 * resync)  # the measured idle period itself
+            await counter.barrier()
+            print(f"API writes during 10 idle resyncs ({resync} s each, 128 devices): {counter.writes}")
+
+
+async def bench(plane: ControlPlane, work: Path, args: argparse.Namespace) -> None:
+    async with admin_client(plane.kubeconfig) as kube:
+        if "latency" in args.only:
+            await latency(plane, kube, args.trees or work, args.changes, args.profile)
+        if "publish" in args.only:
+            await publish(plane, kube, args.trees or work, args.profile)
+        if "idle" in args.only:
+            await idle(plane, kube, args.trees or work)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=40, help="sysfs changes timed on the 1,024-device node")
+    parser.add_argument("--profile", type=Path, help="run each controller under cProfile, stats into this folder")
+    parser.add_argument("--trees", type=Path, help="keep the simulated trees here and reuse them in later runs")
+    parser.add_argument(
+        "--only", nargs="+", default=["latency", "publish", "idle"], choices=["latency", "publish", "idle"]
+    )
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plane = ControlPlane.from_settings(Settings.from_env(), work / "cp")
+        print("starting the control plane", file=sys.stderr)
         plane.start()
         try:
-            asyncio.run(bench(plane, work))
+            asyncio.run(bench(plane, work, args))
         finally:
             plane.stop()
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision the guest's Python root file system and the in-tree kernel modules
-# the guest needs to mount it.
+# the guest needs to mount it (and for its virtio network card: the controller
+# in the guest reaches the host's API server over QEMU user networking).
 #
 # Why: the ABI conformance suite is Python, and it must run inside the guest
 # against the real driver with the same assertions it runs on the host against
@@ -36,6 +37,9 @@ MODULES_9P=(
 	kernel/net/9p/9pnet.ko
 	kernel/net/9p/9pnet_virtio.ko
 	kernel/fs/9p/9p.ko
+	kernel/net/core/failover.ko
+	kernel/drivers/net/net_failover.ko
+	kernel/drivers/net/virtio_net.ko
 )
 
 value() { sed -n "s/^$1=//p" | tail -n 1; }
@@ -46,7 +50,9 @@ kernel_dir=$(dirname "$(dirname "$(dirname "$kernel")")")
 
 key=$(printf '%s %s\n' "$SUITE" "$PACKAGES" | sha256sum | cut -c1-12)
 DIR="$MOCKACCEL_CACHE/guest-rootfs/$SUITE-$key"
-MODDIR="$MOCKACCEL_CACHE/guest-rootfs/modules-$kver"
+# Named after the module list too, so adding a module never reuses an old folder.
+modkey=$(printf '%s\n' "${MODULES_9P[@]}" | sha256sum | cut -c1-8)
+MODDIR="$MOCKACCEL_CACHE/guest-rootfs/modules-$kver-$modkey"
 
 # The pointer file lets tools find the current rootfs through MOCKACCEL_CACHE alone.
 report() {

@@ -86,12 +86,18 @@ def qemu_args(
     serial_log: Path,
     shares: Sequence[tuple[Path, str, bool]] = (),
     append: str = "",
+    network: bool = False,
 ) -> list[str]:
-    """QEMU arguments (without the binary): q35, TCG, memfd RAM per NUMA node, the PFs, 9p shares."""
+    """QEMU arguments (without the binary): q35, TCG, memfd RAM per NUMA node, the PFs, 9p shares.
+
+    With ``network`` the guest gets a virtio NIC on QEMU user networking
+    (slirp): it reaches the host's loopback at 10.0.2.2 (eth0 10.0.2.15/24).
+    """
     numa = plan.numa_count
     mem = plan.mem_mb - plan.mem_mb % numa
+    nic = "user,model=virtio-net-pci" if network else "none"
     args = [
-        "-accel", "tcg", "-nographic", "-no-reboot", "-nic", "none", "-vga", "none", "-monitor", "none",
+        "-accel", "tcg", "-nographic", "-no-reboot", "-nic", nic, "-vga", "none", "-monitor", "none",
         "-serial", f"file:{serial_log}", "-m", f"{mem}M", "-kernel", str(kernel), "-initrd", str(initrd),
         "-append", f"console=ttyS0 panic=-1 loglevel=5 {append}".strip(),
         "-machine", "q35", "-smp", f"{numa},sockets={numa},cores=1,threads=1",

@@ -64,6 +64,8 @@ class NodeSettings:
     """Share the Python root file system (chroot with ``in-rootfs``) into the guest."""
     run_script: Path | None = None
     """Shell script the guest runs after "devices ready"; without one the guest idles."""
+    network: bool = False
+    """A virtio NIC on QEMU user networking: the guest reaches the host's loopback at 10.0.2.2."""
     vfio_server_command: Sequence[str] = field(default_factory=lambda: [sys.executable, "-m", "mockaccel_vfio_server"])
 
     @property

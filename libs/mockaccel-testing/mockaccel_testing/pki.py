@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=7)
+QEMU_USER_NET_HOST = "10.0.2.2"  # QEMU user networking: the host as the guest sees it
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
@@ -134,6 +135,9 @@ def _leaf(
             x509.DNSName("kubernetes.default.svc"),
             x509.DNSName("kubernetes.default.svc.cluster.local"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            # Where a QEMU guest on user networking (slirp) reaches the host's loopback:
+            # the controller in the emulated node talks to this API server there.
+            x509.IPAddress(ipaddress.ip_address(QEMU_USER_NET_HOST)),
         ]
         if service_ip:
             names.append(x509.IPAddress(ipaddress.ip_address(service_ip)))

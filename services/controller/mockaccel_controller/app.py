@@ -1,10 +1,13 @@
 """The controller's lifecycle: event sources feeding one reconcile loop.
 
 Sources (each a root task of the service's TaskGroup) only *request* a pass:
-inotify on the sysfs class directory and device directories, a watch on this
-node's slices (a slice deleted by kubelet or by hand), the agent-socket probe
-and the periodic resync. Requests are coalesced (``debounce``), so a burst of
-events costs one pass, and passes never overlap. Retryable API errors back off
+inotify on the sysfs class directory and device directories, kernel uevents,
+a watch on this node's slices (a slice deleted by kubelet or by hand), the
+agent-socket probe and the periodic resync. A request names the devices to
+re-read: the ones a sysfs event names, none for a slice or agent change (the
+pass only re-plans), all for the startup pass, the resync and a lost event
+queue. Requests are coalesced (``debounce``), so a burst of events costs one
+pass, and passes never overlap. Retryable API errors back off
 inside the loop (exponential, jittered, capped); anything else ends the
 service with a non-zero exit, as the runner prescribes.
 """
@@ -36,6 +39,7 @@ from mockaccel_controller.publishing import Publisher
 from mockaccel_controller.settings import Settings
 
 SERVICE = "mockaccel_controller"
+NO_DEVICES: frozenset[str] = frozenset()  # a request that re-plans without re-reading sysfs
 
 
 class Controller:
@@ -48,13 +52,27 @@ class Controller:
         self.publisher = Publisher(settings, api, log)
         self._wake = asyncio.Event()
         self._reasons: set[str] = set()
+        self._rescan = False  # the next pass reads every device
+        self._changed: set[str] = set()  # the devices the next pass re-reads
         self._agent_problem: str | None = "not checked yet"
         self._discovered = asyncio.Event()
 
-    def request(self, reason: str) -> None:
-        """Ask for a reconcile pass; cheap and callable from any loop callback."""
+    def request(self, reason: str, devices: frozenset[str] | None = None) -> None:
+        """Ask for a pass re-reading ``devices`` (None: all); cheap and callable from any loop callback."""
+        self._remember(devices)
         self._reasons.add(reason)
         self._wake.set()
+
+    def _remember(self, devices: frozenset[str] | None) -> None:
+        if devices is None:
+            self._rescan = True
+        else:
+            self._changed |= devices
+
+    def _take_changes(self) -> frozenset[str] | None:
+        rescan, changed = self._rescan, frozenset(self._changed)
+        self._rescan, self._changed = False, set()
+        return None if rescan else changed
 
     def _backoff(self) -> Backoff:
         return Backoff(self.settings.retry_initial_delay, self.settings.retry_max_delay)
@@ -81,16 +99,18 @@ class Controller:
                 await asyncio.sleep(self.settings.debounce)
             self._wake.clear()
             reasons, self._reasons = self._reasons, set()
+            changed = self._take_changes()
             if not await self._agent_ready():
+                self._remember(changed)  # read when the agent serves again
                 continue
             try:
-                await self.publisher.reconcile(reasons)
+                await self.publisher.reconcile(reasons, changed)
             except RetryableError as exc:
                 delay = backoff.next_delay(exc.delay)
                 unavailable = unavailable or isinstance(exc, ApiUnavailableError)
                 self.log.warning(_event_of(exc), error=str(exc), retry_in_s=round(delay, 3), attempt=backoff.attempt)
                 await asyncio.sleep(delay)
-                self.request("retry")
+                self.request("retry", changed)
                 continue
             finally:
                 if self.api.version:
@@ -108,19 +128,26 @@ class Controller:
         while True:
             try:
                 if resource_version is None:
+                    self.publisher.watching = False
                     _, resource_version = await self.api.list_slices()
-                    self.request("slice_relist")
+                    # Every change after this list reaches the watch: the publisher may plan against
+                    # its own view from now on, once it has listed again itself.
+                    self.publisher.forget_stored()
+                    self.publisher.watching = True
+                    self.request("slice_relist", NO_DEVICES)
                 async for event in self.api.watch(resource_version):
                     backoff.reset()
                     resource_version = event.resource_version or resource_version
                     if event.kind != "BOOKMARK" and not self.publisher.is_own_write(
                         event.kind, event.name, event.resource_version
                     ):
-                        self.request(f"slice_{event.kind.lower()}")
+                        self.publisher.forget_stored()
+                        self.request(f"slice_{event.kind.lower()}", NO_DEVICES)
             except ConflictError as exc:  # 410 Gone: the resourceVersion is too old; re-list
                 self.log.debug("slice_watch_expired", error=str(exc))
                 resource_version = None
             except RetryableError as exc:
+                self.publisher.watching = False  # changes may be missed until the watch is back
                 delay = backoff.next_delay(exc.delay)
                 self.log.warning(_event_of(exc), source="slice_watch", error=str(exc), retry_in_s=round(delay, 3))
                 resource_version = None
@@ -133,7 +160,7 @@ class Controller:
             now = await agent_serving(self.settings.plugin_dir) is None
             if now != serving:
                 serving = now
-                self.request("agent_serving" if now else "agent_gone")
+                self.request("agent_serving" if now else "agent_gone", NO_DEVICES)
             await asyncio.sleep(self.settings.agent_check_interval)
 
     async def resync(self) -> None:

@@ -1,20 +1,28 @@
-"""What the publisher does with a device whose attribute read fails (a simulated node in a temp dir)."""
+"""Which devices a pass re-reads, and what it keeps when a read fails (a simulated node in a temp dir)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import cast
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mockaccel_common.logging import get_logger
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_common.sysfs.reader import class_dir, scan_devices_sync
-from mockaccel_controller.publishing import with_last_good
+from mockaccel_controller.adapters.k8s import KubeApi
+from mockaccel_controller.publishing import Publisher, affected, merge_reads
+from mockaccel_controller.settings import Settings
 
-TOPOLOGY = '[[node]]\nname = "n1"\n\n[[node.pf]]\nnuma_node = 0\ncount = 2\nmemory = "16Gi"\ntotal_vfs = 0\n'
+TOPOLOGY = '[[node]]\nname = "n1"\n\n[[node.pf]]\nnuma_node = 0\ncount = 2\nmemory = "16Gi"\ntotal_vfs = 2\n'
 
 
-def _node(tmp_path: Path) -> Path:
-    SimulatedNode.create(tmp_path, loads_topology(TOPOLOGY).nodes[0])
-    return tmp_path
+def _node(tmp_path: Path) -> SimulatedNode:
+    return SimulatedNode.create(tmp_path, loads_topology(TOPOLOGY).nodes[0])
 
 
 def _break(root: Path, device: str, attribute: str) -> None:
@@ -24,22 +32,104 @@ def _break(root: Path, device: str, attribute: str) -> None:
     path.mkdir()
 
 
+def _publisher(root: Path) -> Publisher:
+    """A publisher whose reads are under test; ``refresh`` never calls the API."""
+    settings = Settings.load(["--node-name", "n1", "--sysfs-root", str(root)], {})
+    return Publisher(settings, cast(KubeApi, None), get_logger("test"))
+
+
 def test_a_transient_read_error_keeps_the_last_good_device(tmp_path: Path) -> None:
-    root = _node(tmp_path)
+    root = _node(tmp_path).root
     good = scan_devices_sync(root)
     assert [d.name for d in good.devices] == ["mock0", "mock1"]
     _break(root, "mock1", "capabilities")
     failing = scan_devices_sync(root)
     assert [d.name for d in failing.devices] == ["mock0"]
     assert [(s.name, s.transient) for s in failing.skipped] == [("mock1", True)]
-    kept = with_last_good(failing, good.by_name())
-    assert kept == good.devices  # the last good reading, unchanged
+    kept = merge_reads(good.by_name(), failing, None)
+    assert kept == good.by_name()  # the last good reading, unchanged
 
 
 def test_a_device_that_is_gone_is_dropped(tmp_path: Path) -> None:
-    root = _node(tmp_path)
+    root = _node(tmp_path).root
     good = scan_devices_sync(root)
     (class_dir(root) / "mock1" / "capabilities").unlink()  # missing, not unreadable
     failing = scan_devices_sync(root)
     assert [(s.name, s.transient) for s in failing.skipped] == [("mock1", False)]
-    assert [d.name for d in with_last_good(failing, good.by_name())] == ["mock0"]
+    assert list(merge_reads(good.by_name(), failing, None)) == ["mock0"]
+
+
+@pytest.mark.asyncio
+async def test_an_event_re_reads_only_the_devices_it_names(tmp_path: Path) -> None:
+    sim = _node(tmp_path)
+    publisher = _publisher(sim.root)
+    first = await publisher.refresh(["mock0"])  # no scan yet: the first pass reads everything
+    assert sorted(first) == ["mock0", "mock1"]
+    sim.write("mock0", "status", "1")
+    sim.write("mock1", "status", "1")  # changed too, but no event names it
+    after = await publisher.refresh(["mock0"])
+    assert after["mock0"].allocated
+    assert not after["mock1"].allocated
+    assert after["mock1"] is first["mock1"]  # the very same reading: mock1 was not read again
+    unchanged = await publisher.refresh([])  # a slice or agent event: no sysfs read at all
+    assert unchanged == after
+    everything = await publisher.refresh(None)  # resync
+    assert everything["mock1"].allocated
+
+
+@pytest.mark.asyncio
+async def test_a_named_vf_re_reads_its_pf_and_a_named_pf_its_vfs(tmp_path: Path) -> None:
+    sim = _node(tmp_path)
+    publisher = _publisher(sim.root)
+    await publisher.refresh(None)
+    sim.write("mock0", "sriov_numvfs", "2")  # the VFs appear, and the PF's sriov_numvfs changes
+    known = await publisher.refresh(["mock0v0", "mock0v1"])
+    assert sorted(known) == ["mock0", "mock0v0", "mock0v1", "mock1"]
+    assert known["mock0"].sriov_numvfs == 2
+    sim.remove_pf("mock0")  # the PF goes, and with it its VFs
+    known = await publisher.refresh(["mock0"])
+    assert sorted(known) == ["mock1"]
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_named_device_keeps_its_last_reading_and_recovers(tmp_path: Path) -> None:
+    sim = _node(tmp_path)
+    publisher = _publisher(sim.root)
+    before = await publisher.refresh(None)
+    status = class_dir(sim.root) / "mock1" / "status"
+    good = status.read_text()
+    _break(sim.root, "mock1", "status")
+    kept = await publisher.refresh(["mock1"])
+    assert kept["mock1"] is before["mock1"]
+    status.rmdir()
+    status.write_text(good.replace(good.strip(), f"{int(good, 16) | 1:#010x}"))  # readable again, and ALLOCATED
+    assert (await publisher.refresh(["mock1"]))["mock1"].allocated
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ({"mock0v1"}, {"mock0v1", "mock0"}),
+        ({"mock0"}, {"mock0", "mock0v0", "mock0v1"}),
+        ({"mock1"}, {"mock1"}),
+        ({"not-a-device"}, {"not-a-device"}),
+        (set(), set()),
+    ],
+    ids=["vf-brings-its-pf", "pf-brings-its-vfs", "pf-without-vfs", "unparsable-name", "nothing"],
+)
+def test_affected(tmp_path: Path, names: set[str], expected: set[str]) -> None:
+    sim = _node(tmp_path)
+    sim.write("mock0", "sriov_numvfs", "2")
+    assert affected(names, scan_devices_sync(sim.root).by_name()) == expected
+
+
+_PF = st.integers(0, 999).map(lambda i: f"mock{i}")
+_VF = st.tuples(st.integers(0, 999), st.integers(0, 6)).map(lambda t: f"mock{t[0]}v{t[1]}")
+_VF_RE = re.compile(r"(mock\d+)v\d+")
+
+
+@given(st.sets(_PF | _VF | st.text(max_size=8), max_size=6))
+def test_affected_adds_exactly_the_pfs_of_named_vfs(names: set[str]) -> None:
+    out = affected(names, {})  # no VFs known yet: a PF brings nothing more
+    pfs = {m.group(1) for name in names if (m := _VF_RE.fullmatch(name))}
+    assert out == names | pfs

@@ -67,7 +67,7 @@ class HealthFeed:
         ``INCOMPLETE_RETRY_S``, not after the whole rescan interval.
         """
         woken = asyncio.Event()
-        watcher = SysfsWatcher(sysfs_root, lambda _reason: woken.set(), attributes=WATCHED_ATTRIBUTES)
+        watcher = SysfsWatcher(sysfs_root, lambda _reason, _devices: woken.set(), attributes=WATCHED_ATTRIBUTES)
         watcher.start()
         try:
             log.info("watching_attributes", devices=len(watcher.watched_devices))

@@ -112,13 +112,19 @@ def pci_layout(pf: PfSpec) -> PciPlacement:
     the k-th PF of that node sits behind root port ``0000:E:k.0`` on bus
     E + 1 + k. PFs without NUMA affinity hang off root ports 0x10 + k of the
     root bus, on buses 1 + k.
+
+    A topology file allows at most MAX_PFS_PER_NUMA PFs per NUMA node (what
+    fits in a bus range). Scale benchmarks build larger simulated nodes in
+    code (tools/bench/controller_bench.py, 10,000 functions): slot k then
+    continues in PCI domain k // MAX_PFS_PER_NUMA, a layout no QEMU node uses.
     """
+    domain, slot = divmod(pf.slot, MAX_PFS_PER_NUMA)
     if pf.numa_node < 0:
-        port = PciAddress(0, 0, 0x10 + pf.slot, 0)
-        return PciPlacement(0, port, PciAddress(0, 1 + pf.slot, 0, 0))
+        port = PciAddress(domain, 0, 0x10 + slot, 0)
+        return PciPlacement(0, port, PciAddress(domain, 1 + slot, 0, 0))
     expander = 0x10 * (pf.numa_node + 1)
-    port = PciAddress(0, expander, pf.slot, 0)
-    return PciPlacement(expander, port, PciAddress(0, expander + 1 + pf.slot, 0, 0))
+    port = PciAddress(domain, expander, slot, 0)
+    return PciPlacement(expander, port, PciAddress(domain, expander + 1 + slot, 0, 0))
 
 
 _PF_KEYS = {"numa_node", "memory", "total_vfs", "vf_memory", "uuid", "count"}

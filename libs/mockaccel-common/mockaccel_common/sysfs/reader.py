@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -167,6 +167,16 @@ def scan_devices_sync(root: Path) -> ScanResult:
         names = sorted(os.listdir(class_dir(root)))
     except FileNotFoundError:
         return ScanResult(devices=())
+    return _read_all(root, names)
+
+
+def read_devices_sync(root: Path, names: Iterable[str]) -> ScanResult:
+    """Read only the named devices (an event named them); a name with no class entry is gone, not skipped."""
+    base = class_dir(root)
+    return _read_all(root, sorted(n for n in set(names) if os.path.lexists(os.path.join(base, n))))
+
+
+def _read_all(root: Path, names: Iterable[str]) -> ScanResult:
     devices: list[Device] = []
     skipped: list[SkippedDevice] = []
     for name in names:
@@ -181,4 +191,16 @@ async def scan_devices(root: Path) -> ScanResult:
     return await asyncio.to_thread(scan_devices_sync, root)
 
 
-__all__ = ["ScanResult", "SkippedDevice", "read_device", "scan_devices", "scan_devices_sync"]
+async def read_devices(root: Path, names: Iterable[str]) -> ScanResult:
+    return await asyncio.to_thread(read_devices_sync, root, tuple(names))
+
+
+__all__ = [
+    "ScanResult",
+    "SkippedDevice",
+    "read_device",
+    "read_devices",
+    "read_devices_sync",
+    "scan_devices",
+    "scan_devices_sync",
+]

@@ -8,9 +8,11 @@ netlink family; a message is ``ACTION@DEVPATH`` then ``KEY=VALUE`` fields, all
 NUL-terminated. No library is needed (pyudev would add a dependency for four
 lines of parsing), and no udev daemon is involved.
 
-A uevent only *requests* a rescan, so a spoofed one (only root in the same
-network namespace can send to the group) costs one scan. When the socket
-buffer overflows (ENOBUFS) events were lost, and a rescan is requested too.
+A uevent only *requests* a re-read of the device it names (the last part of
+its DEVPATH, ``/devices/…/mock-accel/mock0v1``), so a spoofed one (only root
+in the same network namespace can send to the group) costs one device read.
+When the socket buffer overflows (ENOBUFS) events were lost, and a full
+rescan is requested (``devices`` None).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from mockaccel_common.sysfs.watcher import OnChange
 
 NETLINK_KOBJECT_UEVENT = 15
 KERNEL_GROUP = 1
@@ -36,6 +40,11 @@ class Uevent:
     @property
     def subsystem(self) -> str:
         return self.fields.get("SUBSYSTEM", "")
+
+    @property
+    def device(self) -> str:
+        """The kernel name of the device (the last DEVPATH component), ``mock0v1``."""
+        return self.devpath.rstrip("/").rpartition("/")[2]
 
 
 def parse_uevent(data: bytes) -> Uevent | None:
@@ -54,9 +63,9 @@ def parse_uevent(data: bytes) -> Uevent | None:
 
 
 class UeventListener:
-    """Calls ``on_event(reason)`` for each uevent of ``subsystem`` (and after lost events)."""
+    """Calls ``on_event(reason, devices)`` for each uevent of ``subsystem`` (``devices`` None after lost events)."""
 
-    def __init__(self, on_event: Callable[[str], None], subsystem: str = "mock-accel") -> None:
+    def __init__(self, on_event: OnChange, subsystem: str = "mock-accel") -> None:
         self._on_event = on_event
         self._subsystem = subsystem
         self._sock: socket.socket | None = None
@@ -85,12 +94,12 @@ class UeventListener:
                 return
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:  # the kernel dropped events: rescan to be sure
-                    self._on_event("uevent_overflow")
+                    self._on_event("uevent_overflow", None)
                     continue
                 raise
             event = parse_uevent(data)
-            if event is not None and event.subsystem == self._subsystem:
-                self._on_event(f"uevent_{event.action}")
+            if event is not None and event.subsystem == self._subsystem and event.device:
+                self._on_event(f"uevent_{event.action}", frozenset({event.device}))
 
     def close(self) -> None:
         if self._sock is not None:

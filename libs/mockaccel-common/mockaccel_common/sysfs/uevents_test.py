@@ -14,6 +14,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mockaccel_common.sysfs.uevents import parse_uevent
 
@@ -43,6 +45,25 @@ def test_parse(data: bytes, expected: tuple[str, str, str] | None) -> None:
     assert got == expected
 
 
+_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="@="), min_size=1)
+_NAME = st.from_regex(r"mock[0-9]{1,3}(v[0-9]{1,3})?", fullmatch=True)
+
+
+@given(action=_TEXT, parents=st.lists(_TEXT.filter(lambda t: "/" not in t), max_size=4), device=_NAME)
+def test_a_kernel_message_names_its_device(action: str, parents: list[str], device: str) -> None:
+    devpath = "/" + "/".join([*parents, "mock-accel", device])
+    data = f"{action}@{devpath}\0ACTION={action}\0DEVPATH={devpath}\0SUBSYSTEM=mock-accel\0".encode()
+    event = parse_uevent(data)
+    assert event is not None
+    assert (event.action, event.devpath, event.subsystem, event.device) == (action, devpath, "mock-accel", device)
+
+
+@given(st.binary(max_size=512))
+def test_any_bytes_parse_or_are_ignored(data: bytes) -> None:
+    event = parse_uevent(data)  # never raises
+    assert event is None or isinstance(event.device, str)
+
+
 CHILD = textwrap.dedent(
     """
     import asyncio, socket, sys
@@ -51,8 +72,8 @@ CHILD = textwrap.dedent(
     async def main():
         seen = []
         got = asyncio.Event()
-        def on_event(reason):
-            seen.append(reason)
+        def on_event(reason, devices):
+            seen.append(reason + ":" + "+".join(sorted(devices)))
             got.set()
         listener = UeventListener(on_event)
         listener.start()
@@ -85,4 +106,4 @@ def test_the_listener_requests_a_pass_for_our_subsystem_only() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "uevent_add"
+    assert result.stdout.strip() == "uevent_add:mock0v1"  # the event names the one device to re-read

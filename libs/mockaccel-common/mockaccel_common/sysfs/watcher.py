@@ -13,8 +13,13 @@ What inotify sees, on each kind of tree:
   IN_MODIFY on that file (kernfs forwards its notifications to fsnotify), so
   those changes are reported too. kernfs sends no inotify event for a class
   device being added or removed, so on real sysfs a device appearing or
-  vanishing is found only by the owner's periodic rescan (the controller's
-  resync; uevents are the planned fix, issue #13).
+  vanishing is found only by the owner's periodic rescan, or by kernel
+  uevents (``sysfs/uevents.py``, which the controller listens to as well).
+
+Each report names the devices it concerns, so that an owner can re-read just
+those: ``on_change(reason, devices)``, where ``devices`` is ``None`` when
+anything may have changed (the class directory came or went, the event queue
+overflowed) and a full rescan is due.
 
 Why ctypes (mockaccel_common.inotify) and no dependency: three libc calls.
 """
@@ -47,9 +52,12 @@ CLASS_DIR_MASK = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE
 DEVICE_DIR_MASK = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY | IN_DELETE_SELF | IN_ONLYDIR
 ANCESTOR_MASK = IN_CREATE | IN_MOVED_TO | IN_ONLYDIR
 
+OnChange = Callable[[str, frozenset[str] | None], None]
+"""``on_change(reason, devices)``: the devices an event names, or None for "rescan everything"."""
+
 
 class SysfsWatcher:
-    """Calls ``on_change(reason)`` when the mock-accel class directory or a device directory changes.
+    """Calls ``on_change(reason, devices)`` when the mock-accel class directory or a device directory changes.
 
     Watches ``<root>/class/mock-accel`` (devices added/removed) and each device
     directory it lists (attribute files replaced or notified). While the class
@@ -62,7 +70,7 @@ class SysfsWatcher:
     """
 
     def __init__(
-        self, root: Path, on_change: Callable[[str], None], *, attributes: Collection[str] | None = None
+        self, root: Path, on_change: OnChange, *, attributes: Collection[str] | None = None
     ) -> None:
         self._root = root
         self._class_dir = root / abi.CLASS_DIR
@@ -133,28 +141,39 @@ class SysfsWatcher:
             self._wd_device[wd] = name
 
     def _on_readable(self) -> None:
-        reasons: set[str] = set()
+        # reason -> the devices it names; None: everything (rescan)
+        reasons: dict[str, set[str] | None] = {}
+
+        def note(reason: str, device: str | None) -> None:
+            if device is None:
+                reasons[reason] = None
+                return
+            named = reasons.setdefault(reason, set())
+            if named is not None:
+                named.add(device)
+
         for event in self._inotify.read():
             if event.mask & IN_Q_OVERFLOW:
-                reasons.add("inotify_overflow")
+                note("inotify_overflow", None)
             elif event.wd == self._ancestor_wd:
-                reasons.add("class_dir_appeared")
+                note("class_dir_appeared", None)
             elif event.wd == self._class_wd:
                 if event.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
                     self._class_wd = None
-                    reasons.add("class_dir_removed")
+                    note("class_dir_removed", None)
                 elif not event.name.startswith("."):
-                    reasons.add("device_set_changed")
+                    note("device_set_changed", event.name)
             elif event.wd in self._wd_device:
                 if event.mask & IN_IGNORED:
                     name = self._wd_device.pop(event.wd)
                     self._devices.pop(name, None)
-                    reasons.add("device_set_changed")
+                    note("device_set_changed", name)
                 elif not event.name.startswith(".") and (
                     self._attributes is None or event.name in self._attributes
                 ):
-                    reasons.add("device_changed")
-        if reasons & {"class_dir_appeared", "class_dir_removed", "device_set_changed", "inotify_overflow"}:
+                    note("device_changed", self._wd_device[event.wd])
+        if reasons.keys() & {"class_dir_appeared", "class_dir_removed", "device_set_changed", "inotify_overflow"}:
             self._arm()
         for reason in sorted(reasons):
-            self._on_change(reason)
+            named = reasons[reason]
+            self._on_change(reason, None if named is None else frozenset(named))

@@ -174,3 +174,17 @@ def test_a_250_character_node_name_makes_the_pool_unpublishable_not_an_api_error
     assert all("cannot be published" in r.reason and len(r.reason) < 600 for r in state.rejected)
     short = desired_state("n" * 240, DRIVER, [pf(0)])  # 246 characters: fine
     assert list(short.pools) == ["n" * 240 + "/numa0"]
+
+
+def test_a_device_read_again_unchanged_reuses_its_entry_and_a_changed_one_does_not() -> None:
+    parent = pf(0)
+    first = desired_state("n", DRIVER, [parent, vf(parent, 0), pf(1)])
+    moved = pf(1, numa=1)
+    second = desired_state("n", DRIVER, [parent, vf(parent, 0), moved], first.checked)
+    assert second == desired_state("n", DRIVER, [parent, vf(parent, 0), moved])  # the memo changes nothing
+    old = first.pools["n/numa0"].slices[0].devices[0]
+    new = second.pools["n/numa0"].slices[0].devices[0]
+    assert old.name == new.name == "mock0"
+    assert new is old  # reused, not converted again
+    assert second.pools["n/numa1"].slices[0].devices[0].name == "mock1"
+    assert set(second.checked) == {parent, vf(parent, 0), moved}  # only this pass's devices are kept
