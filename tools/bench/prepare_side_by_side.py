@@ -29,6 +29,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from mockaccel_testing.service_process import service_process
 SEQUENTIAL = 200
 CONCURRENT = 20
 CONCURRENT_ROUNDS = 5
+CDI_SYSFS_DIR = "/run/mock-accel/sys"  # both plugins: a simulated node's container path
 PFS_PER_NUMA, NUMA_NODES, VFS = 10, 2, 7
 MODES = (
     ("prepare", "sequential"),
@@ -109,6 +112,31 @@ async def make_claims(api: Any, ns: str, node: str, groups: list[list[str]]) -> 
     return refs
 
 
+@contextmanager
+def reference_plugin(binary: Path, kubeconfig: Path, dirs: AgentDirs) -> Iterator[int]:
+    """The reference plugin as a process serving ``dirs``; yields its pid."""
+    with open(dirs.root / "reference.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                f"--kubeconfig={kubeconfig}",
+                f"--plugin-dir={dirs.plugin}",
+                f"--registry-dir={dirs.registry}",
+                f"--cdi-dir={dirs.cdi}",
+                f"--sysfs-root={dirs.sysfs}",
+                f"--device-dir={dirs.root / 'dev'}",
+                f"--cdi-sysfs-dir={CDI_SYSFS_DIR}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
 def drive(client: Path, dirs: AgentDirs, plan: Path) -> dict[str, dict[str, list[float]]]:
     """One pass of the Go client over one plugin: label → mode → seconds per call."""
     done = subprocess.run(
@@ -118,7 +146,8 @@ def drive(client: Path, dirs: AgentDirs, plan: Path) -> dict[str, dict[str, list
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"kubelet-client -bench failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        output = f"{done.stdout[-2000:]} {done.stderr[-2000:]}"
+        raise RuntimeError(f"kubelet-client -bench failed ({done.returncode}): {output}")
     result: dict[str, Any] = json.loads(done.stdout)
     samples: dict[str, dict[str, list[float]]] = result["samples"]
     return samples
@@ -127,9 +156,8 @@ def drive(client: Path, dirs: AgentDirs, plan: Path) -> dict[str, dict[str, list
 def row(label: str, ref: list[float], agent: list[float]) -> str:
     r50, r99 = percentile(ref, 0.5) * 1000, percentile(ref, 0.99) * 1000
     a50, a99 = percentile(agent, 0.5) * 1000, percentile(agent, 0.99) * 1000
-    return (
-        f"| {label} | {r50:.2f} / {r99:.2f} | {a50:.2f} / {a99:.2f} | {a50 / r50:.2f}× / {a99 / r99:.2f}× | n={len(agent)} |"
-    )
+    ratio = f"{a50 / r50:.2f}x / {a99 / r99:.2f}x"
+    return f"| {label} | {r50:.2f} / {r99:.2f} | {a50:.2f} / {a99:.2f} | {ratio} | n={len(agent)} |"
 
 
 async def main() -> None:
@@ -180,51 +208,33 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
             plane.kubeconfig,
             MOCKACCEL_LOG_LEVEL="warning",
             MOCKACCEL_DEVICE_DIR=str(agent_dirs_.root / "dev"),
-            MOCKACCEL_CDI_SYSFS_DIR="/run/mock-accel/sys",
+            MOCKACCEL_CDI_SYSFS_DIR=CDI_SYSFS_DIR,
             **extra,
         )
-        ref_log = open(ref_dirs.root / "reference.log", "wb")  # noqa: SIM115 - closed below
-        ref_process = subprocess.Popen(
-            [
-                str(reference),
-                f"--kubeconfig={plane.kubeconfig}",
-                f"--plugin-dir={ref_dirs.plugin}",
-                f"--registry-dir={ref_dirs.registry}",
-                f"--cdi-dir={ref_dirs.cdi}",
-                f"--sysfs-root={ref_dirs.sysfs}",
-                f"--device-dir={ref_dirs.root / 'dev'}",
-                "--cdi-sysfs-dir=/run/mock-accel/sys",
-            ],
-            stdout=ref_log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            with service_process("mockaccel_node_agent", env=env) as agent:
-                await asyncio.to_thread(wait_for, agent_dirs_.registration_socket)
-                await asyncio.to_thread(wait_for, ref_dirs.registration_socket)
-                await asyncio.sleep(2)
-                pids = {"reference": ref_process.pid, "node agent": agent.process.pid}
-                idle = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
-                pooled: dict[str, dict[tuple[str, str], list[float]]] = {"reference": {}, "node agent": {}}
-                for round_ in range(args.rounds):
-                    for who, dirs in (("reference", ref_dirs), ("node agent", agent_dirs_)):
-                        started = time.monotonic()
-                        samples = await asyncio.to_thread(drive, client, dirs, plan)
-                        print(f"round {round_ + 1}/{args.rounds}: {who} done in {time.monotonic() - started:.1f} s")
-                        for label, modes in samples.items():
-                            for mode, values in modes.items():
-                                pooled[who].setdefault((label, mode), []).extend(values)
-                after = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
-                peak = {k: status_kib(pid, "VmHWM") for k, pid in pids.items()}
-                agent.stop()
-        finally:
-            ref_process.terminate()
-            ref_process.wait(timeout=10)
-            ref_log.close()
+        with reference_plugin(reference, plane.kubeconfig, ref_dirs) as ref_pid, service_process(
+            "mockaccel_node_agent", env=env
+        ) as agent:
+            await asyncio.to_thread(wait_for, agent_dirs_.registration_socket)
+            await asyncio.to_thread(wait_for, ref_dirs.registration_socket)
+            await asyncio.sleep(2)
+            pids = {"reference": ref_pid, "node agent": agent.process.pid}
+            idle = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
+            pooled: dict[str, dict[tuple[str, str], list[float]]] = {"reference": {}, "node agent": {}}
+            for round_ in range(args.rounds):
+                for who, dirs in (("reference", ref_dirs), ("node agent", agent_dirs_)):
+                    started = time.monotonic()
+                    samples = await asyncio.to_thread(drive, client, dirs, plan)
+                    print(f"round {round_ + 1}/{args.rounds}: {who} done in {time.monotonic() - started:.1f} s")
+                    for label, modes in samples.items():
+                        for mode, values in modes.items():
+                            pooled[who].setdefault((label, mode), []).extend(values)
+            after = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
+            peak = {k: status_kib(pid, "VmHWM") for k, pid in pids.items()}
+            agent.stop()
         plan.unlink()
     print()
     print(f"node={node} devices={len(devices)} rounds={args.rounds} (pooled)")
-    print("| mode (p50 / p99, ms) | reference plugin (kubeletplugin helper) | mock-accel node agent | ratio | samples |")
+    print("| mode (p50 / p99, ms) | reference plugin (kubeletplugin helper) | mock-accel node agent | ratio | n |")
     print("| --- | --- | --- | --- | --- |")
     for label in ("1 device", "8 devices"):
         for verb, how in MODES:
@@ -234,11 +244,10 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
     mib = {k: v / 1024 for k, v in idle.items()}
     aft = {k: v / 1024 for k, v in after.items()}
     top = {k: v / 1024 for k, v in peak.items()}
-    print(
-        f"| RSS idle / after load / peak (MiB) | {mib['reference']:.1f} / {aft['reference']:.1f} / {top['reference']:.1f}"
-        f" | {mib['node agent']:.1f} / {aft['node agent']:.1f} / {top['node agent']:.1f}"
-        f" | {mib['node agent'] / mib['reference']:.2f}× / {aft['node agent'] / aft['reference']:.2f}× |  |"
-    )
+    ref_rss = f"{mib['reference']:.1f} / {aft['reference']:.1f} / {top['reference']:.1f}"
+    agent_rss = f"{mib['node agent']:.1f} / {aft['node agent']:.1f} / {top['node agent']:.1f}"
+    ratio = f"{mib['node agent'] / mib['reference']:.2f}x / {aft['node agent'] / aft['reference']:.2f}x"
+    print(f"| RSS idle / after load / peak (MiB) | {ref_rss} | {agent_rss} | {ratio} |  |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiofiles
@@ -23,7 +24,7 @@ from mockaccel_common.sysfs.writer import SysfsWriter
 from mockaccel_node_agent.domain.cdi_building import (
     CdiLayout,
     DeviceSource,
-     claim_spec,
+    claim_spec,
     is_our_spec,
     spec_file_name,
 )
@@ -52,6 +53,10 @@ class Host:
     async def read(self, name: str) -> DeviceSource:
         return await asyncio.to_thread(self._read_sync, name)
 
+    async def read_many(self, names: Sequence[str]) -> list[DeviceSource]:
+        """Every named device, read in one worker thread (not one thread hop per device)."""
+        return await asyncio.to_thread(lambda: [self._read_sync(name) for name in names])
+
     async def scan(self) -> tuple[Device, ...]:
         return (await scan_devices(self.sysfs_root)).devices
 
@@ -59,19 +64,55 @@ class Host:
         """Every readable device, and the listed ones that could not be read (yet)."""
         return await scan_devices(self.sysfs_root)
 
-    async def set_allocated(self, name: str, allocated: bool) -> None:
+    def _set_allocated_sync(self, name: str, allocated: bool) -> None:
         try:
-            await self._writer.set_allocated(name, allocated)
+            self._writer.set_allocated_sync(name, allocated)
         except SysfsError as exc:
             verb = "allocate" if allocated else "free"
             raise DeviceUnavailableError(f"cannot {verb} device {name}: {exc}") from exc
+
+    async def set_allocated(self, name: str, allocated: bool) -> None:
+        await asyncio.to_thread(self._set_allocated_sync, name, allocated)
+
+    def _mark_sync(self, names: Sequence[str], done: list[str], after_first: Callable[[], None]) -> None:
+        for name in names:
+            self._set_allocated_sync(name, True)
+            done.append(name)
+            if len(done) == 1:
+                after_first()
+
+    async def mark_allocated(
+        self, names: Sequence[str], done: list[str], after_first: Callable[[], None] = lambda: None
+    ) -> None:
+        """Set ALLOCATED on each device in order, in one worker thread; ``done`` lists those marked
+        so far (also when one fails: DeviceUnavailableError), ``after_first`` runs after the first."""
+        await asyncio.to_thread(self._mark_sync, names, done, after_first)
+
+    def _free_sync(self, names: Sequence[str], after_first: Callable[[], None]) -> list[str]:
+        gone = []
+        for index, name in enumerate(names):
+            try:
+                self._set_allocated_sync(name, False)
+            except DeviceUnavailableError:
+                if self.device_exists(name):
+                    raise
+                gone.append(name)  # unplugged: nothing left to free
+            if index == 0:
+                after_first()
+        return gone
+
+    async def free(self, names: Sequence[str], after_first: Callable[[], None] = lambda: None) -> list[str]:
+        """Clear ALLOCATED on each device in one worker thread; returns the devices that are gone."""
+        return await asyncio.to_thread(self._free_sync, names, after_first)
 
     # --- CDI -----------------------------------------------------------------
 
     def _write_spec_sync(self, claim_uid: str, sources: list[DeviceSource]) -> str:
         name = spec_file_name(claim_uid)
         try:
-            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources, self.layout))
+            # Not fsynced: the spec is transient (the CDI dir is a tmpfs on a node), and start-up
+            # reconciliation rewrites any spec the checkpoint names from sysfs (docs/node-agent.md).
+            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources, self.layout), durable=False)
         except OSError as exc:
             raise PermanentError(f"cannot write CDI spec {name}: {exc.strerror}") from exc
         return name
