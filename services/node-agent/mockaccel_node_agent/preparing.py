@@ -210,23 +210,13 @@ class Preparer:
             checkpoint = await self.store.load()
         except NodeAgentError as exc:
             return {ref.uid: self._failed("prepare", ref, exc) for ref, _ in items}
-        fresh: list[tuple[PreparedClaim, list[str]]] = []
-        for ref, wanted in items:
-            with bound_contextvars(claim_uid=ref.uid):
-                try:
-                    checkpoint, prepared, marked = await self._prepare_one(checkpoint, ref, wanted)
-                except NodeAgentError as exc:
-                    outcomes[ref.uid] = self._failed("prepare", ref, exc)
-                    continue
-                outcomes[ref.uid] = ClaimOutcome(devices=prepared.devices)
-                if marked is not None:
-                    fresh.append((prepared, marked))
+        # The sysfs and CDI work of the whole batch runs in one worker thread (no hop per step).
+        checkpoint, fresh = await asyncio.to_thread(self._prepare_batch_sync, checkpoint, items, outcomes)
         if fresh:
             try:
                 await self.store.save(checkpoint)
             except BaseException as exc:
-                for prepared, marked in fresh:
-                    await self._roll_back(marked, prepared.cdi_spec)
+                await asyncio.to_thread(self._roll_back_all_sync, fresh)
                 if not isinstance(exc, NodeAgentError):
                     raise
                 for prepared, _ in fresh:
@@ -239,7 +229,37 @@ class Preparer:
             self.metrics.prepared_claims.set(len(checkpoint.claims))
         return outcomes
 
-    async def _prepare_one(
+    def _prepare_batch_sync(
+        self, checkpoint: Checkpoint, items: list[Ready], outcomes: dict[str, ClaimOutcome]
+    ) -> tuple[Checkpoint, list[tuple[PreparedClaim, list[str]]]]:
+        """Devices and spec of each claim in turn (in a worker thread); fills ``outcomes``.
+
+        Returns the checkpoint with every claim prepared and the claims this
+        batch prepared with the devices it marked. Anything but a claim error
+        rolls back the whole batch, as none of it is in the checkpoint yet.
+        """
+        fresh: list[tuple[PreparedClaim, list[str]]] = []
+        try:
+            for ref, wanted in items:
+                with bound_contextvars(claim_uid=ref.uid):
+                    try:
+                        checkpoint, prepared, marked = self._prepare_one(checkpoint, ref, wanted)
+                    except NodeAgentError as exc:
+                        outcomes[ref.uid] = self._failed("prepare", ref, exc)
+                        continue
+                    outcomes[ref.uid] = ClaimOutcome(devices=prepared.devices)
+                    if marked is not None:
+                        fresh.append((prepared, marked))
+        except BaseException:
+            self._roll_back_all_sync(fresh)
+            raise
+        return checkpoint, fresh
+
+    def _roll_back_all_sync(self, fresh: list[tuple[PreparedClaim, list[str]]]) -> None:
+        for prepared, marked in fresh:
+            self._roll_back(marked, prepared.cdi_spec)
+
+    def _prepare_one(
         self, checkpoint: Checkpoint, ref: ClaimRef, wanted: tuple[WantedDevice, ...]
     ) -> tuple[Checkpoint, PreparedClaim, list[str] | None]:
         """Mark the devices and write the spec; the caller writes the checkpoint.
@@ -256,8 +276,7 @@ class Preparer:
             if holder is not None and not want.admin_access:
                 raise DeviceUnavailableError(f"device {want.device} is already prepared for claim {holder}")
         sources: list[DeviceSource] = []
-        # One worker thread reads every device of the claim, and one marks them.
-        for want, source in zip(wanted, await self.host.read_many([w.device for w in wanted]), strict=True):
+        for want, source in zip(wanted, [self.host.read_sync(w.device) for w in wanted], strict=True):
             check_pool(want.device, want.pool, pool_name(self.node, source.device.numa_node))
             if want.admin_access:
                 # DRAAdminAccess: the scheduler hands in-use devices to monitoring claims on
@@ -275,13 +294,13 @@ class Preparer:
         marked: list[str] = []
         spec: str | None = None
         try:
-            await self.host.mark_allocated(
+            self.host.mark_allocated_sync(
                 [source.device.name for source in sources if not source.admin_access],
                 marked,
                 lambda: self.faults.hit("prepare:after_first_device"),
             )
             self.faults.hit("prepare:after_sysfs")
-            spec = await self.host.write_spec(ref.uid, sources)
+            spec = self.host.write_spec_sync(ref.uid, sources)
             self.faults.hit("prepare:after_cdi")
             prepared = PreparedClaim(
                 ref=ref,
@@ -298,18 +317,18 @@ class Preparer:
                 ),
             )
         except BaseException:
-            await self._roll_back(marked, spec)
+            self._roll_back(marked, spec)
             raise
         return checkpoint.with_claim(prepared), prepared, marked
 
-    async def _roll_back(self, marked: list[str], spec: str | None) -> None:
+    def _roll_back(self, marked: list[str], spec: str | None) -> None:
         for name in marked:
             try:
-                await self.host.set_allocated(name, False)
+                self.host.set_allocated_sync(name, False)
             except NodeAgentError as exc:  # reconciliation at the next start repairs it
                 log.error("rollback_failed", device=name, error=str(exc))
         if spec is not None:
-            await self.host.delete_spec(spec)
+            self.host.delete_spec_sync(spec)
         log.warning("prepare_rolled_back", devices=marked, cdi_spec=spec)
 
     # --- unprepare -----------------------------------------------------------
@@ -338,18 +357,7 @@ class Preparer:
             checkpoint = await self.store.load()
         except NodeAgentError as exc:
             return {ref.uid: self._failed("unprepare", ref, exc).error for ref in refs}
-        fresh: list[PreparedClaim] = []
-        for ref in refs:
-            with bound_contextvars(claim_uid=ref.uid):
-                try:
-                    claim = await self._unprepare_one(checkpoint, ref)
-                except NodeAgentError as exc:
-                    errors[ref.uid] = self._failed("unprepare", ref, exc).error
-                    continue
-                errors[ref.uid] = ""
-                if claim is not None:
-                    checkpoint = checkpoint.without(ref.uid)
-                    fresh.append(claim)
+        checkpoint, fresh = await asyncio.to_thread(self._unprepare_batch_sync, checkpoint, refs, errors)
         if fresh:
             try:
                 await self.store.save(checkpoint)
@@ -366,19 +374,37 @@ class Preparer:
             self.metrics.prepared_claims.set(len(checkpoint.claims))
         return errors
 
-    async def _unprepare_one(self, checkpoint: Checkpoint, ref: ClaimRef) -> PreparedClaim | None:
+    def _unprepare_batch_sync(
+        self, checkpoint: Checkpoint, refs: list[ClaimRef], errors: dict[str, str]
+    ) -> tuple[Checkpoint, list[PreparedClaim]]:
+        """Devices and spec of each claim in turn (in a worker thread); fills ``errors``."""
+        fresh: list[PreparedClaim] = []
+        for ref in refs:
+            with bound_contextvars(claim_uid=ref.uid):
+                try:
+                    claim = self._unprepare_one(checkpoint, ref)
+                except NodeAgentError as exc:
+                    errors[ref.uid] = self._failed("unprepare", ref, exc).error
+                    continue
+                errors[ref.uid] = ""
+                if claim is not None:
+                    checkpoint = checkpoint.without(ref.uid)
+                    fresh.append(claim)
+        return checkpoint, fresh
+
+    def _unprepare_one(self, checkpoint: Checkpoint, ref: ClaimRef) -> PreparedClaim | None:
         """Free the devices and delete the spec; the caller writes the checkpoint (None: not prepared)."""
         claim = checkpoint.get(ref.uid)
         if claim is None:
             log.info("claim_not_prepared")
             return None
         # admin-access devices were never marked
-        gone = await self.host.free(
+        gone = self.host.free_sync(
             claim.exclusive_device_names, lambda: self.faults.hit("unprepare:after_first_device")
         )
         for name in gone:
             log.warning("device_gone", device=name)  # unplugged: nothing left to free
         self.faults.hit("unprepare:after_sysfs")
-        await self.host.delete_spec(claim.cdi_spec)
+        self.host.delete_spec_sync(claim.cdi_spec)
         self.faults.hit("unprepare:after_cdi")
         return claim
