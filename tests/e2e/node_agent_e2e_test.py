@@ -229,3 +229,65 @@ async def test_official_kubelet_stubs_and_cdi_library_accept_the_agent(scene: di
         assert result["cdiGoneAfterUnprepare"] is True
     assert dirs.allocated() == set()
     assert dirs.specs() == set()
+
+
+async def test_reference_plugin_writes_the_agents_spec_and_passes_the_kubelet_client(scene: dict[str, Any]) -> None:
+    """tools/go/reference-plugin, the benchmark's measuring stick, does the agent's work on the same claim."""
+    dirs: AgentDirs = scene["dirs"]
+    claim = scene["claim"]
+    ref = ClaimRef(scene["ns"], claim.metadata.uid, "pair")
+    spec_name = spec_file_name(ref.uid)
+    with service_process("mockaccel_node_agent", env=dirs.env(scene["node"], scene["kubeconfig"])) as agent:
+        await asyncio.to_thread(agent.wait_for_event, "agent_ready", 30)
+        client = KubeletClient(dirs.registration_socket, timeout=30)
+        try:
+            assert (await client.prepare([ref]))[ref.uid].error == ""
+            agents_spec = dirs.spec(spec_name)
+            assert await client.unprepare([ref]) == {ref.uid: ""}
+        finally:
+            client.close()
+        agent.stop()
+    plugin_dir = dirs.root / "reference"
+    argv = [
+        str(require("MOCKACCEL_REFERENCE_PLUGIN")),
+        f"--kubeconfig={scene['kubeconfig']}",
+        f"--plugin-dir={plugin_dir}",
+        f"--registry-dir={dirs.registry}",
+        f"--cdi-dir={dirs.cdi}",
+        f"--sysfs-root={dirs.sysfs}",
+    ]
+    reference = await asyncio.to_thread(subprocess.Popen, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for(
+            "the reference plugin's socket", lambda: asyncio.to_thread(dirs.registration_socket.exists), bool
+        )
+        client = KubeletClient(dirs.registration_socket, timeout=30)
+        try:
+            answer = (await client.prepare([ref]))[ref.uid]
+            assert answer.error == ""
+            assert len(answer.devices) == 3
+            assert dirs.spec(spec_name) == agents_spec
+            assert await client.unprepare([ref]) == {ref.uid: ""}
+            assert dirs.specs() == set()
+            assert json.loads((plugin_dir / "checkpoint.json").read_text()) == {"claims": {}}
+        finally:
+            client.close()
+        run = await asyncio.to_thread(
+            subprocess.run,
+            [
+                str(kubelet_client_binary()),
+                f"--registration-socket={dirs.registration_socket}",
+                f"--claim-namespace={scene['ns']}",
+                f"--claim-uid={claim.metadata.uid}",
+                "--claim-name=pair",
+                f"--cdi-dir={dirs.cdi}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, (run.stdout, run.stderr)
+        assert json.loads(run.stdout)["ok"] is True
+    finally:
+        reference.terminate()
+        await asyncio.to_thread(reference.wait, 10)

@@ -30,6 +30,7 @@ qemu=$(step qemu)
 guest=$(step guest-kernel)
 wordlist=$(step wordlist)
 kubelet_client=$(step kubelet-client)
+reference_plugin=$(step reference-plugin)
 rootfs=$(step guest-rootfs)
 checkpatch=$(step checkpatch)
 step kmm-base-image >/dev/null
@@ -51,6 +52,7 @@ export MOCKACCEL_GUEST_KDIR='$(value GUEST_KDIR "$guest")'
 export MOCKACCEL_GUEST_KVER='$(value GUEST_KVER "$guest")'
 export MOCKACCEL_WORDLIST='$(value WORDLIST "$wordlist")'
 export MOCKACCEL_KUBELET_CLIENT='$(value KUBELET_CLIENT "$kubelet_client")'
+export MOCKACCEL_REFERENCE_PLUGIN='$(value REFERENCE_PLUGIN "$reference_plugin")'
 export MOCKACCEL_GUEST_ROOTFS='$(value GUEST_ROOTFS "$rootfs")'
 export MOCKACCEL_GUEST_9P_MODULES='$(value GUEST_9P_MODULES "$rootfs")'
 export MOCKACCEL_CHECKPATCH='$(value CHECKPATCH "$checkpatch")'

@@ -4,7 +4,7 @@
 # stubs and validates CDI specs with the official CDI library.
 #
 # Cached by version: the key is K8S_VERSION plus a hash of the client's
-# sources (main.go, go.mod, go.sum), so an edit rebuilds and a warm run is a
+# sources (*.go, go.mod, go.sum), so an edit rebuilds and a warm run is a
 # no-op. Modules come from the Go module proxy into the shared GOMODCACHE.
 # The last line on stdout is the binary; point MOCKACCEL_KUBELET_CLIENT at it.
 set -euo pipefail
@@ -18,7 +18,7 @@ staging="v0.${K8S_VERSION#v1.}"
 grep -q "k8s.io/kubelet $staging\$" "$SRC/go.mod" ||
 	die "tools/go/kubelet-client/go.mod must require k8s.io/kubelet $staging (K8S_VERSION=$K8S_VERSION)"
 
-key=$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-12)
+key=$(cat "$SRC"/*.go "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-12)
 DIR="$MOCKACCEL_CACHE/kubelet-client/$K8S_VERSION-$key"
 BIN="$DIR/kubelet-client"
 

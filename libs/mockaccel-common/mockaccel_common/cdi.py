@@ -152,10 +152,11 @@ def transient_spec_name(kind: str, transient_id: str) -> str:
     return f"{vendor}-{klass}_{transient_id}.json".replace("/", "_")
 
 
-def write_spec(directory: Path, file_name: str, spec: CdiSpec) -> Path:
+def write_spec(directory: Path, file_name: str, spec: CdiSpec, *, durable: bool = True) -> Path:
+    """Write ``spec`` atomically; ``durable`` as in ``atomic_write_bytes``."""
     path = directory / file_name
     payload = json.dumps(to_document(spec), indent=2, sort_keys=False).encode() + b"\n"
-    atomic_write_bytes(path, payload, 0o644)
+    atomic_write_bytes(path, payload, 0o644, durable=durable)
     return path
 
 

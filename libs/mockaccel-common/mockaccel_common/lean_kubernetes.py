@@ -24,7 +24,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-_LAZY_PACKAGES = ("kubernetes_asyncio.client", "kubernetes_asyncio.client.models")
+_LAZY_PACKAGES = ("kubernetes_asyncio.client", "kubernetes_asyncio.client.api", "kubernetes_asyncio.client.models")
 _EXPORT = re.compile(r"^from (kubernetes_asyncio\.client\.[\w.]+) import (\w+)\s*$", re.MULTILINE)
 
 

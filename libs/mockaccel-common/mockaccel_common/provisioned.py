@@ -29,6 +29,7 @@ SCRIPTS = {
     "MOCKACCEL_GUEST_KVER": "tools/provision/guest-kernel.sh",
     "MOCKACCEL_WORDLIST": "tools/provision/wordlist.sh",
     "MOCKACCEL_KUBELET_CLIENT": "tools/provision/kubelet-client.sh",
+    "MOCKACCEL_REFERENCE_PLUGIN": "tools/provision/reference-plugin.sh",
     "MOCKACCEL_GUEST_ROOTFS": "tools/provision/guest-rootfs.sh",
     "MOCKACCEL_GUEST_9P_MODULES": "tools/provision/guest-rootfs.sh",
     "MOCKACCEL_CHECKPATCH": "tools/provision/checkpatch.sh",

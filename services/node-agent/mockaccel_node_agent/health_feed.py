@@ -16,7 +16,10 @@ from mockaccel_node_agent.domain.health import DeviceHealth, health_list
 
 log = get_logger("mockaccel_node_agent.health")
 
-WATCHED_ATTRIBUTES = ("health", "status")
+# Only ``health``: the driver notifies it when the UNHEALTHY bit flips (and the simulator replaces
+# it only then), while ``status`` changes with every prepare and unprepare. Watching ``status``
+# made each of our own ALLOCATED writes wake this loop for a full rescan of sysfs (issue #15).
+WATCHED_ATTRIBUTES = ("health",)
 RESCAN_INTERVAL_S = 30.0
 INCOMPLETE_RETRY_S = 0.1
 RESEND_INTERVAL_S = 10.0
@@ -58,12 +61,12 @@ class HealthFeed:
         return True
 
     async def run(self, sysfs_root: Path, *, rescan_interval: float = RESCAN_INTERVAL_S) -> None:
-        """Refresh on every ``health``/``status`` change, and every ``rescan_interval`` seconds, forever.
+        """Refresh on every ``health`` change, and every ``rescan_interval`` seconds, forever.
 
         The rescan finds devices that appeared or vanished on real sysfs, where
         inotify reports attribute notifications but not class devices. A device
         that was listed but not readable yet (still appearing: only its health
-        and status files wake this loop) is looked at again after
+        file wakes this loop) is looked at again after
         ``INCOMPLETE_RETRY_S``, not after the whole rescan interval.
         """
         woken = asyncio.Event()

@@ -158,12 +158,12 @@ class FailingHost(Host):
         super().__init__(dirs.sysfs, dirs.cdi)
         self.broken = broken
 
-    async def set_allocated(self, name: str, allocated: bool) -> None:
+    def set_allocated_sync(self, name: str, allocated: bool) -> None:
         if name == self.broken and allocated:
             from mockaccel_node_agent.errors import DeviceUnavailableError
 
             raise DeviceUnavailableError(f"cannot allocate device {name}: EIO") from SysfsError("EIO", errno=errno.EIO)
-        await super().set_allocated(name, allocated)
+        super().set_allocated_sync(name, allocated)
 
 
 async def test_failure_midway_rolls_back_this_call(dirs: AgentDirs) -> None:

@@ -10,6 +10,9 @@
 // validates each spec file), unprepares the claim twice, and checks that the
 // claim's CDI devices are gone. The result is printed as one JSON object; the
 // exit status is 0 only if every check passed.
+//
+// With -bench PLAN it is kubelet's side of tools/bench/prepare_side_by_side
+// instead (bench.go).
 package main
 
 import (
@@ -252,7 +255,11 @@ func main() {
 	cdiDir := flag.String("cdi-dir", "/var/run/cdi", "CDI spec directory the plugin writes to")
 	versions := flag.String("versions", "v1,v1beta1", "DRAPlugin API versions to exercise, in order")
 	timeout := flag.Duration("timeout", 45*time.Second, "per-call timeout (kubelet's default is 45s)")
+	bench := flag.String("bench", "", "benchmark mode: a JSON plan of claim groups; prints per-call seconds as JSON")
 	flag.Parse()
+	if *bench != "" {
+		os.Exit(runBench(*regSocket, *bench, *timeout))
+	}
 
 	res := result{Versions: map[string]*versionResult{}}
 	fail := func(msg string) { res.Problems = append(res.Problems, msg) }

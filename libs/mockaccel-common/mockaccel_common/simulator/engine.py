@@ -95,9 +95,20 @@ class SimulatedNode:
     def _read(self, path: Path) -> str:
         return path.read_text(encoding="ascii")
 
-    def _set_status(self, dev_dir: Path, status: Status) -> None:
-        tree.write_attribute(dev_dir / "status", abi.format_hex32(int(status)), 0o644)
-        tree.write_attribute(dev_dir / "health", abi.format_health(status), 0o444)
+    def _set_status(self, dev_dir: Path, status: Status, previous: Status) -> None:
+        """Replace ``status``; replace ``health`` only when its text changes.
+
+        As the driver, which notifies ``health`` only when the UNHEALTHY bit
+        flips: a watcher of ``health`` (the node agent's health feed) is not
+        woken by status writes that leave the health as it was (every prepare
+        and unprepare sets or clears ALLOCATED).
+        """
+        text = abi.format_hex32(int(status))
+        if not tree.overwrite_fixed_width(dev_dir / "status", text):
+            tree.write_attribute(dev_dir / "status", text, 0o644)
+        health = abi.format_health(status)
+        if health != abi.format_health(previous):
+            tree.write_attribute(dev_dir / "health", health, 0o444)
 
     # --- the write paths ---------------------------------------------------
 
@@ -121,7 +132,7 @@ class SimulatedNode:
     def _write_status(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         requested = abi.parse_status_write(text, path)
         current = abi.parse_status(self._read(dev_dir / "status"))
-        self._set_status(dev_dir, (current & ~regmap.STATUS_WRITABLE) | requested)
+        self._set_status(dev_dir, (current & ~regmap.STATUS_WRITABLE) | requested, current)
 
     def _write_sriov_numvfs(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         pf = self._pf(name)
@@ -208,7 +219,7 @@ class SimulatedNode:
             current = abi.parse_status(self._read(dev_dir / "status"))
             updated = current & ~Status.UNHEALTHY if healthy else current | Status.UNHEALTHY
             if updated != current:
-                self._set_status(dev_dir, updated)
+                self._set_status(dev_dir, updated, current)
 
     def remove_pf(self, device: str) -> None:
         """Hot-unplug a PF and its VFs (the driver's remove path)."""

@@ -38,6 +38,30 @@ DEV_DIR = "dev"
 DEVICE_NODE_NUMBERS = (1, 3)
 
 
+def overwrite_fixed_width(path: Path, text: str) -> bool:
+    """Overwrite an attribute of fixed width (``status``: ``0x%08x``) in place, as sysfs does.
+
+    No temp file and no rename: a status write is on every prepare and
+    unprepare, and renames in a busy file system cost milliseconds. A reader
+    racing the write sees old or new bytes (both fixed-width hex, so it
+    always parses), and a watcher gets IN_MODIFY. False, with nothing
+    written, when the file is missing or of another width; the caller then
+    replaces it.
+    """
+    data = text.encode("ascii")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if os.fstat(fd).st_size != len(data):
+            return False
+        os.pwrite(fd, data, 0)
+    finally:
+        os.close(fd)
+    return True
+
+
 def write_attribute(path: Path, text: str, mode: int = 0o444) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -1,6 +1,8 @@
 """What preparing touches on the host: device state in sysfs and spec files in the CDI directory.
 
-Synchronous file work runs in worker threads; errors arrive as the node
+Each operation has a synchronous form (``*_sync``, for callers already in a
+worker thread: the preparer runs a whole batch of claims in one) and an
+async one that runs it in a worker thread; errors arrive as the node
 agent's error tree (a device that cannot be read or written is
 DeviceUnavailableError for the claim that wanted it).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aiofiles
@@ -23,7 +26,7 @@ from mockaccel_common.sysfs.writer import SysfsWriter
 from mockaccel_node_agent.domain.cdi_building import (
     CdiLayout,
     DeviceSource,
-     claim_spec,
+    claim_spec,
     is_our_spec,
     spec_file_name,
 )
@@ -39,7 +42,7 @@ class Host:
 
     # --- sysfs ---------------------------------------------------------------
 
-    def _read_sync(self, name: str) -> DeviceSource:
+    def read_sync(self, name: str) -> DeviceSource:
         try:
             device = read_device(self.sysfs_root, name)
             real_dir = os.path.realpath(self.sysfs_root / abi.CLASS_DIR / name, strict=True)
@@ -50,7 +53,7 @@ class Host:
         return DeviceSource(device=device, sysfs_dir=real_dir)
 
     async def read(self, name: str) -> DeviceSource:
-        return await asyncio.to_thread(self._read_sync, name)
+        return await asyncio.to_thread(self.read_sync, name)
 
     async def scan(self) -> tuple[Device, ...]:
         return (await scan_devices(self.sysfs_root)).devices
@@ -59,32 +62,60 @@ class Host:
         """Every readable device, and the listed ones that could not be read (yet)."""
         return await scan_devices(self.sysfs_root)
 
-    async def set_allocated(self, name: str, allocated: bool) -> None:
+    def set_allocated_sync(self, name: str, allocated: bool) -> None:
         try:
-            await self._writer.set_allocated(name, allocated)
+            self._writer.set_allocated_sync(name, allocated)
         except SysfsError as exc:
             verb = "allocate" if allocated else "free"
             raise DeviceUnavailableError(f"cannot {verb} device {name}: {exc}") from exc
 
+    async def set_allocated(self, name: str, allocated: bool) -> None:
+        await asyncio.to_thread(self.set_allocated_sync, name, allocated)
+
+    def mark_allocated_sync(self, names: Sequence[str], done: list[str], after_first: Callable[[], None]) -> None:
+        """Set ALLOCATED on each device in order; ``done`` lists those marked so far (also when one
+        fails with DeviceUnavailableError); ``after_first`` runs after the first."""
+        for name in names:
+            self.set_allocated_sync(name, True)
+            done.append(name)
+            if len(done) == 1:
+                after_first()
+
+    def free_sync(self, names: Sequence[str], after_first: Callable[[], None]) -> list[str]:
+        """Clear ALLOCATED on each device; returns the devices that are gone (unplugged)."""
+        gone = []
+        for index, name in enumerate(names):
+            try:
+                self.set_allocated_sync(name, False)
+            except DeviceUnavailableError:
+                if self.device_exists(name):
+                    raise
+                gone.append(name)  # unplugged: nothing left to free
+            if index == 0:
+                after_first()
+        return gone
+
     # --- CDI -----------------------------------------------------------------
 
-    def _write_spec_sync(self, claim_uid: str, sources: list[DeviceSource]) -> str:
+    def write_spec_sync(self, claim_uid: str, sources: list[DeviceSource]) -> str:
         name = spec_file_name(claim_uid)
         try:
-            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources, self.layout))
+            # Not fsynced: the spec is transient (the CDI dir is a tmpfs on a node), and start-up
+            # reconciliation rewrites any spec the checkpoint names from sysfs (docs/node-agent.md).
+            write_spec(self.cdi_dir, name, claim_spec(claim_uid, sources, self.layout), durable=False)
         except OSError as exc:
             raise PermanentError(f"cannot write CDI spec {name}: {exc.strerror}") from exc
         return name
 
     async def write_spec(self, claim_uid: str, sources: list[DeviceSource]) -> str:
-        return await asyncio.to_thread(self._write_spec_sync, claim_uid, sources)
+        return await asyncio.to_thread(self.write_spec_sync, claim_uid, sources)
 
-    def _delete_spec_sync(self, file_name: str) -> None:
+    def delete_spec_sync(self, file_name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.cdi_dir / file_name).unlink()
 
     async def delete_spec(self, file_name: str) -> None:
-        await asyncio.to_thread(self._delete_spec_sync, file_name)
+        await asyncio.to_thread(self.delete_spec_sync, file_name)
 
     def _our_specs_sync(self) -> set[str]:
         try:

@@ -3,7 +3,11 @@
 The agent needs exactly one verb: ``get`` on ``resourceclaims``. The body is
 read as JSON and handed to the domain (``ClaimAllocation.from_object``)
 rather than through the client's generated models, which cost more than the
-whole rest of a prepare call. Every library error is translated here.
+whole rest of a prepare call. The request goes through ``ApiClient.call_api``
+(the client's own authentication, TLS and connection pool) rather than the
+generated ``ResourceV1Api``: that module alone is ~7 MiB of resident memory
+and its per-call parameter checks are work a fixed GET does not need. Every
+library error is translated here.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import json
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, ResourceV1Api
+from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from mockaccel_common.kube import ApiOutcome, classify_status
 from mockaccel_common.versions import MATRIX_HINT
 from mockaccel_node_agent.domain.claims import ClaimAllocation, ClaimRef
 from mockaccel_node_agent.errors import ApiUnavailableError, ClaimError, ClaimNotFoundError
+
+CLAIM_PATH = "/apis/resource.k8s.io/v1/namespaces/{namespace}/resourceclaims/{name}"
 
 
 def _is_status(body: bytes) -> bool:
@@ -50,14 +56,20 @@ class ClaimReader:
     """Implements preparing.ClaimSource against the API server."""
 
     def __init__(self, api: ApiClient, *, timeout: float) -> None:
-        self._resource = ResourceV1Api(api)
+        self._api = api
         self._timeout = timeout
 
     async def get(self, ref: ClaimRef) -> ClaimAllocation:
         try:
             # Without preloading the client returns the raw aiohttp response.
-            response: Any = await self._resource.read_namespaced_resource_claim(
-                ref.name, ref.namespace, _preload_content=False, _request_timeout=self._timeout
+            response: Any = await self._api.call_api(
+                CLAIM_PATH,
+                "GET",
+                path_params={"namespace": ref.namespace, "name": ref.name},
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=self._timeout,
             )
             try:
                 body = await response.read()
