@@ -119,6 +119,7 @@ def test_vf_enable_disable_loop_with_readers_and_health_faults(kernel: GuestTarg
                 kernel.write(name, "sriov_numvfs", "4")
                 kernel.write(f"{name}v1", "status", "1")
             for name in pfs:
+                kernel.write(f"{name}v1", "status", "0")  # an allocated VF keeps VFs enabled (EBUSY)
                 kernel.write(name, "sriov_numvfs", "0")
     finally:
         workers.join()
