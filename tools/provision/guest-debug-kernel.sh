@@ -18,6 +18,9 @@
 # Cached by the source version and the hash of the config fragment: a warm run
 # only asks guest-kernel.sh (offline) and prints the paths. --refresh is passed
 # on to guest-kernel.sh (re-resolve the version); a finished build is reused.
+# An interrupted cold run resumes: the unpacked source and the configured tree
+# are kept (stamp files), and make rebuilds only what is missing. Concurrent
+# runs take turns on a lock, so two provisioners never build one tree at once.
 #
 # Output (stdout): GUEST_DEBUG_KVER=, GUEST_DEBUG_KDIR=, then
 # GUEST_DEBUG_KERNEL=<bzImage> last.
@@ -56,44 +59,67 @@ if [ -f "$DIR/.complete" ]; then
 	exit 0
 fi
 
+mkdir -p "$COMPONENT_DIR"
+exec 9>"$COMPONENT_DIR/.lock"
+if ! flock -n 9; then
+	log "another provisioner is building the debug kernel; waiting for it"
+	flock 9
+fi
+if [ -f "$DIR/.complete" ]; then
+	report "$DIR"
+	exit 0
+fi
+
 ensure_apt "${BUILD_DEPS[@]}"
 jobs=$(nproc)
-rm -rf "$DIR"
-mkdir -p "$DIR/dl"
-# apt's _apt user writes the downloads.
-chmod 755 "$DIR" "$DIR/dl"
-
-log "downloading the Debian linux $ver source package from $GUEST_KERNEL_SUITE (about 140 MB, once)"
-(cd "$DIR/dl" && suite_apt "$GUEST_KERNEL_SUITE" deb-src -- -o APT::Sandbox::User=root \
-	source --download-only -qq "linux=$ver" >&2) ||
-	die "downloading the linux $ver source package failed (has it left the $GUEST_KERNEL_SUITE archive? try guest-kernel.sh --refresh)"
-dsc=$(find "$DIR/dl" -name "linux_*.dsc" | head -n 1)
-[ -n "$dsc" ] || die "no linux_*.dsc downloaded for $ver"
-log "unpacking $(basename "$dsc") and applying Debian's patches"
-dpkg-source --no-check -x "$dsc" "$DIR/src" >&2
-rm -rf "$DIR/dl"
-head -n 1 "$DIR/src/debian/changelog" | grep -qF "($ver)" ||
-	die "the unpacked source is not linux $ver: $(head -n 1 "$DIR/src/debian/changelog")"
+UNPACKED="$DIR/src/.mockaccel-unpacked"
+CONFIGURED="$DIR/build/.mockaccel-configured"
 
 kmake() {
 	make -C "$DIR/src" O="$DIR/build" ARCH=x86_64 \
 		KBUILD_BUILD_USER=mockaccel KBUILD_BUILD_HOST=provision "$@"
 }
 
-log "configuring: tinyconfig + $(basename "$FRAGMENT")"
-kmake -s tinyconfig >&2
-"$DIR/src/scripts/kconfig/merge_config.sh" -m -O "$DIR/build" "$DIR/build/.config" "$FRAGMENT" >&2
-kmake -s olddefconfig >&2
-# merge_config only warns about a symbol olddefconfig dropped (a missing
-# dependency); a debug kernel without its checkers must not pass silently.
-missing=()
-while IFS= read -r line; do
-	case $line in CONFIG_*=*) ;; *) continue ;; esac
-	grep -qxF "$line" "$DIR/build/.config" || missing+=("$line")
-done <"$FRAGMENT"
-[ ${#missing[@]} -eq 0 ] || die "the kernel config lost: ${missing[*]}"
+fetch_source() {
+	rm -rf "$DIR"
+	mkdir -p "$DIR/dl"
+	# apt's _apt user writes the downloads.
+	chmod 755 "$DIR" "$DIR/dl"
+	log "downloading the Debian linux $ver source package from $GUEST_KERNEL_SUITE (about 140 MB, once)"
+	(cd "$DIR/dl" && suite_apt "$GUEST_KERNEL_SUITE" deb-src -- -o APT::Sandbox::User=root \
+		source --download-only -qq "linux=$ver" >&2) ||
+		die "downloading the linux $ver source package failed (has it left the $GUEST_KERNEL_SUITE archive? try guest-kernel.sh --refresh)"
+	local dsc
+	dsc=$(find "$DIR/dl" -name "linux_*.dsc" | head -n 1)
+	[ -n "$dsc" ] || die "no linux_*.dsc downloaded for $ver"
+	log "unpacking $(basename "$dsc") and applying Debian's patches"
+	dpkg-source --no-check -x "$dsc" "$DIR/src" >&2
+	rm -rf "$DIR/dl"
+	head -n 1 "$DIR/src/debian/changelog" | grep -qF "($ver)" ||
+		die "the unpacked source is not linux $ver: $(head -n 1 "$DIR/src/debian/changelog")"
+	touch "$UNPACKED"
+}
 
-log "building bzImage and modules with $jobs jobs (a few minutes)"
+configure() {
+	log "configuring: tinyconfig + $(basename "$FRAGMENT")"
+	kmake -s tinyconfig >&2
+	"$DIR/src/scripts/kconfig/merge_config.sh" -m -O "$DIR/build" "$DIR/build/.config" "$FRAGMENT" >&2
+	kmake -s olddefconfig >&2
+	# merge_config only warns about a symbol olddefconfig dropped (a missing
+	# dependency); a debug kernel without its checkers must not pass silently.
+	local line missing=()
+	while IFS= read -r line; do
+		case $line in CONFIG_*=*) ;; *) continue ;; esac
+		grep -qxF "$line" "$DIR/build/.config" || missing+=("$line")
+	done <"$FRAGMENT"
+	[ ${#missing[@]} -eq 0 ] || die "the kernel config lost: ${missing[*]}"
+	touch "$CONFIGURED"
+}
+
+if [ -f "$UNPACKED" ]; then log "resuming the build in $DIR"; else fetch_source; fi
+[ -f "$CONFIGURED" ] || configure
+
+log "building bzImage and modules with $jobs jobs"
 started=$SECONDS
 kmake -s -j"$jobs" bzImage modules >&2
 log "kernel built in $((SECONDS - started)) s"
