@@ -3,7 +3,8 @@
     MockaccelError
     ├── InvalidInputError      bad input from a user or a file: fix it, do not retry
     │   ├── TopologyError      a topology file that cannot describe a node
-    │   └── SettingsError      a setting that cannot be parsed
+    │   ├── SettingsError      a setting that cannot be parsed
+    │   └── WordlistError      a passphrase wordlist that is missing or malformed
     └── SysfsError             a sysfs attribute that cannot be read or written
         └── DeviceGoneError    the device vanished while it was being read
 
@@ -28,6 +29,10 @@ class TopologyError(InvalidInputError):
 
 class SettingsError(InvalidInputError):
     """A setting (flag or environment variable) cannot be parsed."""
+
+
+class WordlistError(InvalidInputError):
+    """The passphrase wordlist cannot be loaded."""
 
 
 class SysfsError(MockaccelError):

@@ -2,6 +2,7 @@
 
     tools/node up --topology deploy/examples/topology-two-numa.toml --node node-a
     tools/node up ... --run guest-script.sh --share DIR     # run a script, then power off
+    tools/node up ... --kernel debug     # the KASAN/lockdep kernel (guest-debug-kernel.sh)
 
 Prints ``devices ready after N.N s`` once /sys/class/mock-accel lists every PF,
 then waits for the guest (Ctrl-C stops it). Exit status: the guest's, 1 for
@@ -22,7 +23,7 @@ from mockaccel_common.provisioned import PrerequisiteMissingError
 from mockaccel_common.simulator.topology import load_topology
 from mockaccel_node.module import MODULE_SOURCES, build_module
 from mockaccel_node.node import EmulatedNode, NodeError
-from mockaccel_node.settings import NodeSettings, Provisioned
+from mockaccel_node.settings import KernelFlavor, NodeSettings, Provisioned
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--run", type=Path, help="shell script the guest runs after devices are ready")
     up.add_argument("--share", type=Path, help="host folder mounted at /mnt/share in the guest")
+    up.add_argument(
+        "--kernel",
+        choices=[f.value for f in KernelFlavor],
+        default=KernelFlavor.STOCK.value,
+        help="guest kernel: Debian's (stock) or the one built with KASAN and lockdep (debug)",
+    )
     up.add_argument("--timeout", type=float, default=0, help="stop the guest after this many seconds (0: never)")
     return parser
 
@@ -54,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        provisioned = Provisioned.from_env()
+        provisioned = Provisioned.from_env(flavor=KernelFlavor(args.kernel))
         node = load_topology(args.topology).node(args.node)
         run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix=f"mockaccel-node-{args.node}-"))
         module = args.module or build_module(provisioned.kdir, run_dir / "build", args.module_source)

@@ -33,10 +33,17 @@ _ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1bc|\r")
 def serial_text(log: Path) -> str:
     """A guest's serial log without SeaBIOS' ANSI escapes and carriage returns."""
     return _ANSI.sub(b"", log.read_bytes()).decode(errors="replace")
-# Kernel log lines that mean the kernel found a bug: any of them fails a run.
+
+
+# Kernel log lines that mean the kernel found a bug: any of them fails a run. Besides
+# BUG/WARN/Oops, the debug kernel's checkers: KASAN, lockdep ("WARNING: possible circular
+# locking…", "INFO: trying to register non-static key"), DEBUG_ATOMIC_SLEEP ("BUG: sleeping
+# function…"), debugobjects ("ODEBUG:") and SLUB debugging ("BUG kmalloc-64 (Tainted): …").
 KERNEL_PROBLEM = re.compile(
     r"(BUG:|WARNING:|Oops|general protection fault|Call Trace:|kernel BUG|UBSAN:|KASAN:|"
-    r"list_add corruption|list_del corruption|refcount_t:|INFO: task .* blocked)"
+    r"list_add corruption|list_del corruption|refcount_t:|INFO: task .* blocked|"
+    r"INFO: trying to register non-static key|INFO: lockdep is turned off|ODEBUG:|"
+    r"BUG \S+ \((Not t|T)ainted|Kernel panic)"
 )
 SERVER_START_S = 90.0  # a cold cache compiles the cffi binding first
 SERVER_STOP_S = 10.0

@@ -8,6 +8,7 @@ provides it.
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,27 @@ from pathlib import Path
 
 from mockaccel_common.provisioned import cache_root, require
 from mockaccel_common.simulator.topology import NodeSpec
+
+
+class KernelFlavor(enum.Enum):
+    """Which provisioned guest kernel a run boots; the module is built against the same one."""
+
+    STOCK = "stock"
+    """Debian's image (tools/provision/guest-kernel.sh); virtio-pci and 9p are modules."""
+    DEBUG = "debug"
+    """Built here with KASAN, lockdep, DEBUG_SHIRQ (tools/provision/guest-debug-kernel.sh); all built in."""
+
+
+# MOCKACCEL_* names of (kernel image, kbuild tree) per flavor.
+KERNEL_VARIABLES = {
+    KernelFlavor.STOCK: ("MOCKACCEL_GUEST_KERNEL", "MOCKACCEL_GUEST_KDIR"),
+    KernelFlavor.DEBUG: ("MOCKACCEL_GUEST_DEBUG_KERNEL", "MOCKACCEL_GUEST_DEBUG_KDIR"),
+}
+
+
+def guest_kernel(flavor: KernelFlavor = KernelFlavor.STOCK, environ: Mapping[str, str] | None = None) -> Path:
+    """The provisioned kernel image of ``flavor``."""
+    return require(KERNEL_VARIABLES[flavor][0], os.environ if environ is None else environ)
 
 
 @dataclass(frozen=True)
@@ -29,22 +51,30 @@ class Provisioned:
     libvfio_user_prefix: Path
     rootfs: Path
     modules_9p: tuple[Path, ...]
+    """Loaded before mock-accel.ko; empty for the debug kernel, which has 9p built in."""
     cache: str
+    flavor: KernelFlavor = KernelFlavor.STOCK
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Provisioned:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, flavor: KernelFlavor = KernelFlavor.STOCK
+    ) -> Provisioned:
         env = os.environ if environ is None else environ
-        mod_dir = require("MOCKACCEL_GUEST_9P_MODULES", env)
-        order = (mod_dir / "order").read_text().split()
+        modules_9p: tuple[Path, ...] = ()
+        if flavor is KernelFlavor.STOCK:
+            mod_dir = require("MOCKACCEL_GUEST_9P_MODULES", env)
+            modules_9p = tuple(mod_dir / name for name in (mod_dir / "order").read_text().split())
+        kernel_var, kdir_var = KERNEL_VARIABLES[flavor]
         return cls(
-            kernel=require("MOCKACCEL_GUEST_KERNEL", env),
-            kdir=require("MOCKACCEL_GUEST_KDIR", env),
+            kernel=require(kernel_var, env),
+            kdir=require(kdir_var, env),
             qemu=require("MOCKACCEL_QEMU", env),
             wordlist=require("MOCKACCEL_WORDLIST", env),
             libvfio_user_prefix=require("MOCKACCEL_LIBVFIO_USER_PREFIX", env),
             rootfs=require("MOCKACCEL_GUEST_ROOTFS", env),
-            modules_9p=tuple(mod_dir / name for name in order),
+            modules_9p=modules_9p,
             cache=str(cache_root(env)),
+            flavor=flavor,
         )
 
 

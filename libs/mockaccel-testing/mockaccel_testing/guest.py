@@ -1,5 +1,8 @@
 """Boot a test guest (Debian kernel, busybox initramfs, QEMU TCG) against vfio-user sockets.
 
+``flavor`` picks the stock Debian kernel or the debug kernel built with KASAN and
+lockdep (mockaccel_node.settings.KernelFlavor); everything else is the same.
+
 The image and the QEMU command line come from the one guest builder,
 mockaccel_node (initramfs.py, plan.py): the same /init, the same machine and
 PCI placement as the emulated node, here without the driver and with the
@@ -25,6 +28,7 @@ from mockaccel_common.simulator.topology import NodeSpec, PfSpec, pci_layout
 from mockaccel_node.initramfs import EXIT_MARKER, InitramfsSpec, build_initramfs
 from mockaccel_node.node import serial_text
 from mockaccel_node.plan import NodePlan, PfPlan, qemu_args
+from mockaccel_node.settings import KernelFlavor, guest_kernel
 
 
 def root_bus_plan(sockets: Sequence[Path]) -> NodePlan:
@@ -46,6 +50,7 @@ class GuestRun:
         test_script: str,
         timeout: float = 240.0,
         files: Mapping[str, tuple[int, bytes]] | None = None,
+        flavor: KernelFlavor = KernelFlavor.STOCK,
     ) -> None:
         self.workdir = workdir
         self.log = workdir / "serial.log"
@@ -53,9 +58,7 @@ class GuestRun:
         initrd = build_initramfs(
             workdir / "initrd.cpio.gz", InitramfsSpec(0, run_script=test_script, files=dict(files or {}))
         )
-        args = qemu_args(
-            root_bus_plan(sockets), kernel=require("MOCKACCEL_GUEST_KERNEL"), initrd=initrd, serial_log=self.log
-        )
+        args = qemu_args(root_bus_plan(sockets), kernel=guest_kernel(flavor), initrd=initrd, serial_log=self.log)
         self.command = [str(require("MOCKACCEL_QEMU")), *args]
         self._process: subprocess.Popen[bytes] | None = None
         self._started = 0.0

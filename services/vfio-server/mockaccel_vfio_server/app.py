@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from mockaccel_common.logging import get_logger
+from mockaccel_common.passphrase import Wordlist
 from mockaccel_common.runner import run_service
 from mockaccel_vfio_server.adapters.control_socket import control_server
 from mockaccel_vfio_server.adapters.libvfio_user import VfuContext, load_binding
@@ -24,7 +25,6 @@ from mockaccel_vfio_server.adapters.wordlist_file import read_wordlist
 from mockaccel_vfio_server.domain.control import ControlApi
 from mockaccel_vfio_server.domain.device import Device, Identity
 from mockaccel_vfio_server.domain.faults import Faults
-from mockaccel_vfio_server.domain.passphrase import Wordlist
 from mockaccel_vfio_server.server import Limits, VfioServer
 from mockaccel_vfio_server.settings import Settings
 

@@ -3,7 +3,7 @@
     MockaccelError                      (mockaccel_common.errors)
     ├── InvalidInputError
     │   ├── SettingsError               a flag or env var that cannot be used (exit 2)
-    │   └── WordlistError               the wordlist file is missing or malformed
+    │   └── WordlistError               the wordlist file is missing or malformed (mockaccel_common)
     └── VfioServerError
         ├── GuestError                  an access the device refuses: the guest sees EINVAL
         ├── ControlRequestError         a control API request that cannot be served
@@ -18,7 +18,16 @@ from``; none of these classes subclasses a library error.
 
 from __future__ import annotations
 
-from mockaccel_common.errors import InvalidInputError, MockaccelError
+from mockaccel_common.errors import InvalidInputError, MockaccelError, WordlistError
+
+__all__ = [
+    "ControlRequestError",
+    "GuestError",
+    "InvalidInputError",
+    "SocketInUseError",
+    "VfioServerError",
+    "WordlistError",
+]
 
 
 class VfioServerError(MockaccelError):
@@ -46,7 +55,3 @@ class ControlRequestError(VfioServerError):
 
 class SocketInUseError(VfioServerError):
     """Another live process accepts connections on the socket path."""
-
-
-class WordlistError(InvalidInputError):
-    """The passphrase wordlist cannot be loaded."""

@@ -5,69 +5,19 @@ host after the run (tests/conformance/e2e); here every failure must be an expect
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from mockaccel_common import regmap
 from mockaccel_common.simulator.topology import pci_layout
+from mockaccel_conformance.racing import CLASS, Workers, read_everything, write
 from mockaccel_conformance.target import GuestTarget
 
-# What a racing caller may legitimately see while devices come and go.
-EXPECTED = {errno.ENOENT, errno.ENODEV, errno.EBUSY, errno.EACCES, errno.EINVAL, errno.ENXIO}
 STRESS_S = 8.0
-CLASS = Path("/sys/class/mock-accel")
-
-
-class Workers:
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-        self.ops = 0
-        self._threads: list[threading.Thread] = []
-
-    def spawn(self, name: str, body: Callable[[], None]) -> None:
-        def loop() -> None:
-            while not self.stop.is_set():
-                try:
-                    body()
-                    self.ops += 1
-                except OSError as exc:
-                    if exc.errno not in EXPECTED:
-                        self.errors.append(f"{name}: {exc!r}")
-                except Exception as exc:  # any other failure is a finding
-                    self.errors.append(f"{name}: {exc!r}")
-
-        thread = threading.Thread(target=loop, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def join(self) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(30)
-            assert not thread.is_alive(), f"{thread.name} hangs"
-
-
-def read_everything() -> None:
-    for dev in os.listdir(CLASS):
-        for attr in os.listdir(CLASS / dev):
-            path = CLASS / dev / attr
-            if path.is_file() and os.stat(path).st_mode & 0o444:
-                path.read_bytes()
-
-
-def write(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def toggler(path: Path, first: str, second: str, value: str | None = None) -> Callable[[], None]:

@@ -4,6 +4,13 @@ State lives in the tree itself plus a marker file holding the node's
 topology, so any number of processes can share one simulated node. Every
 mutation holds an exclusive ``flock`` on the tree, which serialises
 concurrent writers the way the driver's per-device mutex does.
+
+Two wordlists, as on a real node: the driver's firmware (``WORDLIST_FILE``:
+``load_wordlist``, ``wordlist_loaded``, ``wordlist_words``) and the device's
+own list, from which its passphrase engine draws (``DEVICE_WORDLIST_FILE``;
+the vfio-server's ``--wordlist``). ``passphrase_generate`` never reads the
+firmware, so hiding or replacing the firmware does not change it, exactly as
+with the real stack; both engines draw with mockaccel_common.passphrase.
 """
 
 from __future__ import annotations
@@ -11,22 +18,23 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mockaccel_common import regmap
-from mockaccel_common.errors import SysfsError, TopologyError
+from mockaccel_common.errors import SysfsError, TopologyError, WordlistError
 from mockaccel_common.model import DeviceName
+from mockaccel_common.passphrase import Wordlist, choose_words
 from mockaccel_common.regmap import Status
 from mockaccel_common.simulator import tree
 from mockaccel_common.simulator.topology import NodeSpec, PfSpec, Topology, dumps_topology, loads_topology
 from mockaccel_common.sysfs import abi
 
 LOCK_FILE = ".mockaccel-sim.lock"
-WORDLIST_FILE = ".mockaccel-sim-wordlist"
+WORDLIST_FILE = ".mockaccel-sim-wordlist"  # the driver's firmware
+DEVICE_WORDLIST_FILE = ".mockaccel-sim-device-wordlist"  # the device's passphrase engine
 
 
 class SimulatedNode:
@@ -39,7 +47,16 @@ class SimulatedNode:
     # --- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, node: NodeSpec, wordlist: Path | None = None) -> SimulatedNode:
+    def create(
+        cls, root: Path, node: NodeSpec, wordlist: Path | None = None, device_wordlist: Path | None = None
+    ) -> SimulatedNode:
+        """Materialise ``node`` under ``root``.
+
+        ``wordlist`` is the firmware file; ``device_wordlist`` the device engine's list,
+        by default the same file, as the emulated node gives one provisioned list to
+        both the guest's firmware folder and every vfio-server.
+        """
+        device_wordlist = wordlist if device_wordlist is None else device_wordlist
         if (root / abi.SIM_MARKER).exists() or (root / abi.CLASS_DIR).exists():
             raise SysfsError(f"{root} already holds a mock-accel tree", path=str(root), errno=errno.EEXIST)
         sim = cls(root, node)
@@ -47,6 +64,8 @@ class SimulatedNode:
         with sim._locked():
             if wordlist is not None:
                 shutil.copyfile(wordlist, root / WORDLIST_FILE)
+            if device_wordlist is not None:
+                shutil.copyfile(device_wordlist, root / DEVICE_WORDLIST_FILE)
             # Like the driver, which loads the firmware once at probe.
             words = sim._wordlist()
             tree.materialise(root, node, len(words) if words else 0)
@@ -184,14 +203,21 @@ class SimulatedNode:
             return None, errno.EINVAL
         return words, 0
 
+    def _device_wordlist(self) -> Wordlist | None:
+        """The device engine's list; None (the engine reports an error) if absent or malformed."""
+        try:
+            return Wordlist.parse((self.root / DEVICE_WORDLIST_FILE).read_bytes(), DEVICE_WORDLIST_FILE)
+        except (OSError, WordlistError):
+            return None
+
     def _write_passphrase_generate(self, dev_dir: Path, name: DeviceName, text: str, path: str) -> None:
         abi.parse_trigger_write(text, path)
-        words = self._wordlist()
-        if words is None:
+        words = self._device_wordlist()
+        length = int(self._read(dev_dir / "passphrase_length"))
+        phrase = " ".join(choose_words(words.words, length)) if words is not None else ""
+        if not phrase or len(phrase) >= regmap.PASSPHRASE_BUFFER_SIZE:  # the device keeps room for a NUL
             self._set_engine_attribute(dev_dir, "passphrase_status", "error\n")
             return
-        length = int(self._read(dev_dir / "passphrase_length"))
-        phrase = " ".join(secrets.choice(words) for _ in range(length))
         self._set_engine_attribute(dev_dir, "passphrase", phrase + "\n")
         self._set_engine_attribute(dev_dir, "passphrase_count", abi.format_int(length))
         self._set_engine_attribute(dev_dir, "passphrase_status", "ready\n")

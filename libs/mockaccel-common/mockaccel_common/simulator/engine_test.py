@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mockaccel_common.errors import SysfsError
 from mockaccel_common.model import DeviceKind, vf_uuid
 from mockaccel_common.regmap import Status
-from mockaccel_common.simulator.engine import SimulatedNode
+from mockaccel_common.simulator.engine import DEVICE_WORDLIST_FILE, WORDLIST_FILE, SimulatedNode
 from mockaccel_common.simulator.topology import NodeSpec, loads_topology, pci_layout
 from mockaccel_common.simulator.topology_test import topologies
 from mockaccel_common.sysfs import abi
@@ -144,9 +144,18 @@ def test_health_is_a_separate_bit(sim: SimulatedNode) -> None:
     assert (dev_dir / "status").read_text() == "0x00000003\n"
 
 
+def _wordlist_file(path: Path, prefix: str) -> Path:
+    """7776 distinct lower-case words starting with ``prefix`` (base-26 letters)."""
+
+    def word(i: int) -> str:
+        return prefix + "".join(chr(ord("a") + (i // 26**k) % 26) for k in range(3))
+
+    path.write_text("".join(f"{word(i)}\n" for i in range(7776)))
+    return path
+
+
 def test_passphrase_with_a_wordlist(tmp_path: Path, node: NodeSpec) -> None:
-    wordlist = tmp_path / "words.txt"
-    wordlist.write_text("".join(f"w{i}\n" for i in range(7776)))
+    wordlist = _wordlist_file(tmp_path / "words.txt", "w")
     sim = SimulatedNode.create(tmp_path / "sys", node, wordlist)
     sim.write("mock1", "load_wordlist", "1")
     sim.write("mock1", "passphrase_length", "8")
@@ -154,7 +163,39 @@ def test_passphrase_with_a_wordlist(tmp_path: Path, node: NodeSpec) -> None:
     dev_dir = sim.root / "class/mock-accel/mock1"
     assert (dev_dir / "wordlist_words").read_text() == "7776\n"
     assert (dev_dir / "passphrase_status").read_text() == "ready\n"
-    assert len((dev_dir / "passphrase").read_text().split()) == 8
+    words = (dev_dir / "passphrase").read_text().split()
+    assert len(words) == 8
+    assert set(words) <= set(wordlist.read_text().split())
+
+
+def test_the_engine_draws_from_the_device_list_not_the_firmware(tmp_path: Path, node: NodeSpec) -> None:
+    firmware = _wordlist_file(tmp_path / "firmware.txt", "f")
+    device = _wordlist_file(tmp_path / "device.txt", "d")
+    sim = SimulatedNode.create(tmp_path / "sys", node, firmware, device_wordlist=device)
+    (sim.root / WORDLIST_FILE).unlink()  # the firmware vanishes: the device's engine does not care
+    with pytest.raises(SysfsError) as caught:
+        sim.write("mock0", "load_wordlist", "1")
+    assert caught.value.errno == errno.ENOENT
+    sim.write("mock0", "passphrase_generate", "1")
+    dev_dir = sim.root / "class/mock-accel/mock0"
+    assert (dev_dir / "wordlist_loaded").read_text() == "0\n"
+    assert (dev_dir / "passphrase_status").read_text() == "ready\n"
+    assert set((dev_dir / "passphrase").read_text().split()) <= set(device.read_text().split())
+
+
+@pytest.mark.parametrize("device_words", [None, "short\nlist\n", "w0\n" * 7776], ids=["absent", "short", "digits"])
+def test_the_engine_reports_an_error_without_a_usable_device_list(
+    tmp_path: Path, node: NodeSpec, device_words: str | None
+) -> None:
+    firmware = _wordlist_file(tmp_path / "firmware.txt", "f")
+    sim = SimulatedNode.create(tmp_path / "sys", node, firmware)
+    (sim.root / DEVICE_WORDLIST_FILE).unlink()
+    if device_words is not None:
+        (sim.root / DEVICE_WORDLIST_FILE).write_text(device_words)
+    sim.write("mock0", "passphrase_generate", "1")
+    dev_dir = sim.root / "class/mock-accel/mock0"
+    assert (dev_dir / "wordlist_loaded").read_text() == "1\n", "the firmware is fine"
+    assert (dev_dir / "passphrase_status").read_text() == "error\n"
 
 
 def test_remove_pf_takes_its_vfs(sim: SimulatedNode) -> None:

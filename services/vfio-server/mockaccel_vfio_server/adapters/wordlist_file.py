@@ -6,7 +6,7 @@ from pathlib import Path
 
 import aiofiles
 
-from mockaccel_vfio_server.domain.passphrase import Wordlist
+from mockaccel_common.passphrase import Wordlist
 from mockaccel_vfio_server.errors import WordlistError
 
 

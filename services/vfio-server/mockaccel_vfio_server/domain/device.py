@@ -23,8 +23,8 @@ from typing import Any
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.model import vf_uuid
+from mockaccel_common.passphrase import RandBits, Wordlist, choose_words
 from mockaccel_common.regmap import Capability, DeviceControl, IrqCause, PassphraseState, Status
-from mockaccel_vfio_server.domain.passphrase import RandBits, Wordlist, choose_words
 from mockaccel_vfio_server.errors import GuestError
 
 READ_WIDTHS = (1, 2, 4, 8)

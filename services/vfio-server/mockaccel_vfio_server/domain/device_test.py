@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from mockaccel_common import regmap as rm
 from mockaccel_common.model import vf_uuid
+from mockaccel_common.passphrase import Wordlist
 from mockaccel_common.regmap import Capability, IrqCause, PassphraseState, Status
 from mockaccel_vfio_server.domain.device import Device, Identity
-from mockaccel_vfio_server.domain.passphrase import Wordlist
 from mockaccel_vfio_server.errors import GuestError
 
 PF_UUID = uuid.UUID("12345678-9abc-4def-8123-456789abcdef")

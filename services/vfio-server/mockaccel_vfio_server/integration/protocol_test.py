@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from mockaccel_common import regmap as rm
+from mockaccel_common.passphrase import Wordlist
 from mockaccel_common.provisioned import require
 from mockaccel_common.regmap import Status
 from mockaccel_testing.vfio_server import TEST_UUID, RunningServer, vfio_server
 from mockaccel_testing.vfio_user_client import BAR0, CONFIG, INTX, MSI, VfioUserClient, VfioUserError
 from mockaccel_vfio_server.domain.device import Device, Identity
-from mockaccel_vfio_server.domain.passphrase import Wordlist
 
 MEMORY = (16 << 30) + 0x1234_5000  # both halves non-trivial
 OFF = {r.name: r.offset for r in rm.REGISTERS}

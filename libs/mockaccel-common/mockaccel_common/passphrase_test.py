@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from mockaccel_vfio_server.adapters.wordlist_file import read_wordlist
-from mockaccel_vfio_server.domain.passphrase import Wordlist, choose_words, unbiased_index
-from mockaccel_vfio_server.errors import WordlistError
+from mockaccel_common.errors import WordlistError
+from mockaccel_common.passphrase import Wordlist, choose_words, unbiased_index
 
 
 def test_rejection_sampling_discards_draws_past_n() -> None:
@@ -47,9 +45,3 @@ def test_malformed_wordlists_are_refused(text: str, message: str) -> None:
 def test_a_non_ascii_wordlist_is_refused() -> None:
     with pytest.raises(WordlistError, match="words.txt: not ASCII"):
         Wordlist.parse(b"abc\n" * 7775 + "caf\u00e9\n".encode(), "words.txt")
-
-
-@pytest.mark.asyncio
-async def test_missing_wordlist_file_is_a_wordlist_error(tmp_path: Path) -> None:
-    with pytest.raises(WordlistError, match="cannot read wordlist"):
-        await read_wordlist(tmp_path / "absent.txt")

@@ -1,4 +1,8 @@
-"""The passphrase engine's firmware: a 7776-word list and an unbiased word choice.
+"""The passphrase engine's words: a 7776-word list and an unbiased word choice.
+
+One implementation for both devices that generate passphrases: the vfio-server's
+emulated device and the sysfs simulator's, so both draw from the same kind of list
+the same way (docs/abi.md §2.4).
 
 Why rejection sampling: the original took 16 random bits modulo 7776, which
 makes the first 3328 words (65536 mod 7776) more likely than the rest. Here an
@@ -18,8 +22,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mockaccel_common.errors import WordlistError
 from mockaccel_common.regmap import WORDLIST_WORDS
-from mockaccel_vfio_server.errors import WordlistError
 
 RandBits = Callable[[int], int]
 _WORD_RE = re.compile(r"^[a-z][a-z-]*$")

@@ -1,0 +1,40 @@
+"""The kernel-log check: the debug kernel's checkers' reports fail a run, ordinary lines do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from mockaccel_node.node import KERNEL_PROBLEM
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[   12.3] BUG: KASAN: use-after-free in mock_accel_remove+0x1c/0x90 [mock_accel]",
+        "[   12.3] WARNING: possible circular locking dependency detected",
+        "[   12.3] INFO: trying to register non-static key.",
+        "[   12.3] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580",
+        "[   12.3] ODEBUG: free active (active state 0) object type: timer_list hint: 0x0",
+        "[   12.3] BUG kmalloc-64 (Tainted: G           O      ): Poison overwritten",
+        "[   12.3] BUG kmalloc-128 (Not tainted): Redzone overwritten",
+        "[   12.3] INFO: task rmmod:123 blocked for more than 20 seconds.",
+        "[   12.3] Kernel panic - not syncing: Fatal exception",
+    ],
+    ids=["kasan", "lockdep", "lockdep-key", "atomic-sleep", "debugobjects", "slub", "slub-untainted", "hung", "panic"],
+)
+def test_checker_reports_are_problems(line: str) -> None:
+    assert KERNEL_PROBLEM.search(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[    0.5] kasan: KernelAddressSanitizer initialized",
+        "[    0.9] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+        "[   24.3] mock_accel: loading out-of-tree module taints kernel.",
+        "MOCKACCEL_DEVICES_READY uptime=5.2",
+    ],
+    ids=["kasan-banner", "lockdep-banner", "taint", "ready"],
+)
+def test_ordinary_lines_are_not(line: str) -> None:
+    assert not KERNEL_PROBLEM.search(line)
