@@ -15,6 +15,8 @@ import fcntl
 import itertools
 import os
 import subprocess
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,17 @@ def _reloaded(kernel: GuestTarget) -> None:
     names = [pf.name for pf in kernel.node.pfs]
     kernel.eventually(lambda: kernel.devices() == names, "every PF back after insmod", timeout=60)
     for name in names:
-        kernel.eventually(lambda n=name: kernel.read(n, "wordlist_loaded") == "1\n", f"{name} firmware loaded")
+        kernel.eventually(partial(_reads, kernel, name, "wordlist_loaded", "1\n"), f"{name} firmware loaded")
+
+
+def _reads(kernel: GuestTarget, device: str, attribute: str, text: str) -> bool:
+    return kernel.read(device, attribute) == text
+
+
+def _health_flipper(kernel: GuestTarget, device: str) -> Callable[[], None]:
+    """A worker body that makes ``device`` faulty, then healthy again, on alternate calls."""
+    states = itertools.cycle([False, True])
+    return lambda: kernel.set_health(device, next(states))
 
 
 def test_load_unload_loop_with_vfs_enabled(kernel: GuestTarget) -> None:
@@ -109,10 +121,8 @@ def test_vf_enable_disable_loop_with_readers_and_health_faults(kernel: GuestTarg
     for i in range(2):
         workers.spawn(f"reader{i}", read_everything)
     for name in pfs:
-        healthy = itertools.cycle([False, True])
-        workers.spawn(f"health-{name}", lambda n=name, h=healthy: kernel.set_health(n, next(h)))
-        vf_health = itertools.cycle([False, True])
-        workers.spawn(f"vf-health-{name}", lambda n=name, h=vf_health: kernel.set_health(f"{n}v1", next(h)))
+        workers.spawn(f"health-{name}", _health_flipper(kernel, name))
+        workers.spawn(f"vf-health-{name}", _health_flipper(kernel, f"{name}v1"))
     try:
         for _ in range(VF_CYCLES):
             for name in pfs:
@@ -134,4 +144,4 @@ def test_vf_enable_disable_loop_with_readers_and_health_faults(kernel: GuestTarg
     assert not workers.errors, workers.errors[:20]
     assert workers.ops > 20, f"only {workers.ops} concurrent operations ran"
     for name in pfs:
-        kernel.eventually(lambda n=name: kernel.read(n, "health") == "healthy\n", f"{name} healthy again")
+        kernel.eventually(partial(_reads, kernel, name, "health", "healthy\n"), f"{name} healthy again")
