@@ -8,10 +8,9 @@ device side on both targets (passphrase_test.py); this checks the driver side.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
-from mockaccel_common import regmap
+from mockaccel_conformance.chardev_kernel_test import passphrase
 from mockaccel_conformance.target import GuestTarget
 from mockaccel_conformance.wordlists import as_firmware, synthetic_words
 
@@ -23,14 +22,12 @@ def test_ioctl_uses_the_driver_firmware_and_sysfs_the_device_list(kernel: GuestT
     kernel.corrupt_firmware(as_firmware(firmware))
     try:
         kernel.write(pf, "load_wordlist", "1")
-        buf = bytearray(regmap.PASSPHRASE_IOCTL_SIZE)
-        buf[0] = 8
         fd = os.open(f"/dev/{pf}", os.O_RDONLY)
         try:
-            fcntl.ioctl(fd, regmap.IOC_PASSPHRASE, buf)
+            # The request layout (word count, flags, reserved fields) is the chardev test's.
+            from_ioctl = passphrase(fd, 8).split("-")
         finally:
             os.close(fd)
-        from_ioctl = buf[1:].split(b"\0", 1)[0].decode().split("-")
         assert len(from_ioctl) == 8
         assert set(from_ioctl) <= set(firmware), "the ioctl draws from the firmware the driver loaded"
         kernel.write(pf, "passphrase_generate", "1")
