@@ -296,7 +296,8 @@ int mock_accel_sriov_store(struct mock_accel_pf *pf, const char *buf)
 		return -ERANGE;
 
 	mutex_lock(&pf->sriov_lock);
-	if (pf->removing)
+	/* No PF function (not yet published, or torn down): VFs have nothing to hang from. */
+	if (pf->removing || !pf->fn)
 		ret = -ENODEV;
 	else if (pf->resetting)
 		ret = -EBUSY;
