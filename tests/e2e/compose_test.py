@@ -28,7 +28,14 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api, V1Nam
 from mockaccel_common.sysfs import abi
 from mockaccel_testing.client import admin_client
 from mockaccel_testing.compose import SIM_ROOT, ComposeStack
-from mockaccel_testing.examples import EXAMPLES, device_health, load_example, parse_log
+from mockaccel_testing.examples import (
+    EXAMPLES,
+    device_health,
+    load_example,
+    long_running,
+    parse_log,
+    wait_device_healthy,
+)
 from mockaccel_testing.polling import wait_for, wait_until
 
 pytestmark = pytest.mark.asyncio
@@ -151,21 +158,11 @@ async def _health_fault_reaches_pod_status(stack: ComposeStack, kube: ApiClient)
     namespace = await _namespace(core, "health")
     objects = load_example("pf")
     template: Any = objects["ResourceClaimTemplate"]
-    pod: Any = objects["Pod"]
+    pod: Any = long_running(objects["Pod"])
     name = pod["metadata"]["name"]
-    pod["spec"]["restartPolicy"] = "Always"
-    pod["spec"]["terminationGracePeriodSeconds"] = 1
-    pod["spec"]["containers"][0]["command"] = ["sh", "-c", "echo mock-accel ready; exec sleep 3600"]
     await resource.create_namespaced_resource_claim_template(namespace, template)
     await core.create_namespaced_pod(namespace, pod)
-    healthy = await wait_for(
-        "the pod's device reported Healthy in its status",
-        lambda: core.read_namespaced_pod(name, namespace),
-        lambda p: bool(device_health(p)) and set(device_health(p).values()) == {"Healthy"},
-        within=HEALTH_WITHIN,
-    )
-    (resource_id,) = device_health(healthy)
-    device = resource_id.rsplit("-", 1)[-1]
+    healthy, resource_id, device = await wait_device_healthy(core, name, namespace, within=HEALTH_WITHIN)
     node = healthy.spec.node_name
     await asyncio.to_thread(stack.exec, node, "mockaccel-sim", "health", "--root", SIM_ROOT, device, "unhealthy")
 

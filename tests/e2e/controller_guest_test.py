@@ -18,25 +18,13 @@ from typing import cast
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_testing import ControlPlane, create_node
 from mockaccel_testing.controller import device_names, list_slices
-from mockaccel_testing.guest_controller import controller_in_guest, controller_log
+from mockaccel_testing.guest_controller import controller_in_guest, controller_log, guest_node_topology
 from mockaccel_testing.polling import wait_until
 
 pytestmark = pytest.mark.asyncio
 NODE = "guest-node"
-TOPOLOGY = f"""
-[[node]]
-name = "{NODE}"
-
-[[node.pf]]
-numa_node = 0
-count = 2
-memory = "16Gi"
-total_vfs = 2
-vf_memory = "2Gi"
-"""
 # Built by Pants next to the test (runtime_package_dependencies in BUILD).
 CONTROLLER_PEX = Path("services.controller.mockaccel_controller/controller.pex")
 # Booting, unpacking the pex and importing the client take minutes under TCG on a loaded machine.
@@ -61,7 +49,7 @@ async def test_slices_follow_vfs_and_pfs_of_the_real_driver(
 ) -> None:
     assert CONTROLLER_PEX.is_file(), f"{CONTROLLER_PEX} is missing (cwd {os.getcwd()})"
     await create_node(kube, NODE)
-    node = loads_topology(TOPOLOGY).node(NODE)
+    node = guest_node_topology(NODE)
     with controller_in_guest(control_plane, node, CONTROLLER_PEX, tmp_path) as (_, guest, share):
         try:
             await wait_devices(kube, {"mock0", "mock1"}, FIRST_PUBLISH_S)

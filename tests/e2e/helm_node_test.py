@@ -36,7 +36,14 @@ from mockaccel_node_agent.adapters.state import CheckpointStore
 from mockaccel_node_agent.domain.cdi_building import is_our_spec
 from mockaccel_testing import net
 from mockaccel_testing.control_plane import ControlPlane
-from mockaccel_testing.examples import EXAMPLES, device_health, load_example, parse_log
+from mockaccel_testing.examples import (
+    EXAMPLES,
+    device_health,
+    load_example,
+    long_running,
+    parse_log,
+    wait_device_healthy,
+)
 from mockaccel_testing.kubelet_node import REAL_NODE_TAINT, KubeletNode
 from mockaccel_testing.polling import wait_for, wait_until
 
@@ -335,24 +342,14 @@ async def test_device_health_reaches_the_pod_status(installed: Installed, kube: 
     await _agent_pod(core)
     await wait_until("slices of the real node", lambda: _has_slices(resource, installed.node.name), within=START_WITHIN)
     namespace = await _namespace(core, "health")
-    template, pod = example_pod("pf", installed.node)
+    template, example = example_pod("pf", installed.node)
+    pod: Any = long_running(example)
     name = pod["metadata"]["name"]
-    pod["spec"]["restartPolicy"] = "Always"
-    pod["spec"]["terminationGracePeriodSeconds"] = 1
-    pod["spec"]["containers"][0]["command"] = ["sh", "-c", "echo mock-accel ready; exec sleep 3600"]
     device = ""
     try:
         await resource.create_namespaced_resource_claim_template(namespace, template)
         await core.create_namespaced_pod(namespace, pod)
-        healthy = await wait_for(
-            "the pod's device reported Healthy in its status",
-            lambda: core.read_namespaced_pod(name, namespace),
-            lambda p: bool(device_health(p)) and set(device_health(p).values()) == {"Healthy"},
-            within=START_WITHIN,
-        )
-        # kubelet names the device by its CDI ID: k8s.mock-accel.example.com/device=<claim UID>-<device>.
-        (resource_id,) = device_health(healthy)
-        device = resource_id.rsplit("-", 1)[-1]
+        _, resource_id, device = await wait_device_healthy(core, name, namespace, within=START_WITHIN)
         assert (installed.sim.root / abi.CLASS_DIR / device).is_dir(), resource_id
         # kubelet marks a device Unknown when no health list arrived for 30 s; the agent
         # resends its list, so a healthy device stays Healthy past that timeout.

@@ -29,23 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
 from mockaccel_testing.controller import WriteCounter, device_names, list_slices
-from mockaccel_testing.guest_controller import controller_in_guest, controller_log
+from mockaccel_testing.guest_controller import controller_in_guest, controller_log, guest_node_topology
 
 NODE = "guest-bench"
-TOPOLOGY = f"""
-[[node]]
-name = "{NODE}"
-
-[[node.pf]]
-numa_node = 0
-count = 2
-memory = "16Gi"
-total_vfs = 2
-vf_memory = "2Gi"
-"""
 PEX = Path("dist/services.controller.mockaccel_controller/controller.pex")
 QUIET_S = 1.0
 WRITES = {"slice_updated", "slice_created", "slice_deleted"}
@@ -81,7 +69,7 @@ async def bench(plane: ControlPlane, work: Path, changes: int) -> None:
                     raise TimeoutError(f"slices list {sorted(now)}, expected {sorted(expected)}")
                 await asyncio.sleep(0.2)
 
-        node = loads_topology(TOPOLOGY).node(NODE)
+        node = guest_node_topology(NODE)
         print("booting the guest (the controller's first start under TCG takes minutes)", file=sys.stderr)
         with controller_in_guest(plane, node, PEX, work) as (_, guest, share):
             await until({"mock0", "mock1"}, 900)

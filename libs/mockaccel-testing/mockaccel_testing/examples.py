@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, ResourceV1Api
 
+from mockaccel_testing.polling import wait_for
+
 EXAMPLES_DIR = Path("deploy/examples")
 EXAMPLES = ("pf", "numa-pair", "vfs-of-one-pf", "mixed")
 
@@ -90,3 +92,26 @@ def device_health(pod: Any) -> dict[str, str]:
         for allocated in (status.allocated_resources_status or [])
         for health in (allocated.resources or [])
     }
+
+
+def long_running(pod: dict[str, Any]) -> dict[str, Any]:
+    """``pod`` as a workload that stays up (for health tests): it prints a line, then sleeps,
+    is restarted if it ends, and stops within a second."""
+    pod = copy.deepcopy(pod)
+    pod["spec"]["restartPolicy"] = "Always"
+    pod["spec"]["terminationGracePeriodSeconds"] = 1
+    pod["spec"]["containers"][0]["command"] = ["sh", "-c", "echo mock-accel ready; exec sleep 3600"]
+    return pod
+
+
+async def wait_device_healthy(core: CoreV1Api, name: str, namespace: str, within: float) -> tuple[Any, str, str]:
+    """Wait until kubelet reports the pod's one device Healthy in its status; the pod as read
+    then, the device's resourceID (its CDI ID ``…/device=<claim UID>-<device>``) and the device."""
+    healthy = await wait_for(
+        "the pod's device reported Healthy in its status",
+        lambda: core.read_namespaced_pod(name, namespace),
+        lambda p: bool(device_health(p)) and set(device_health(p).values()) == {"Healthy"},
+        within=within,
+    )
+    (resource_id,) = device_health(healthy)
+    return healthy, resource_id, resource_id.rsplit("-", 1)[-1]

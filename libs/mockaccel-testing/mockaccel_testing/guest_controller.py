@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mockaccel_common.simulator.topology import NodeSpec
+from mockaccel_common.simulator.topology import NodeSpec, loads_topology
 from mockaccel_node.module import build_module
 from mockaccel_node.node import EmulatedNode
 from mockaccel_node.settings import NodeSettings, Provisioned
@@ -105,6 +105,23 @@ class GuestCommands:
 
     def stop(self) -> None:
         (self.dir / "stop").touch()
+
+
+def guest_node_topology(node: str) -> NodeSpec:
+    """The emulated node's devices for a controller in the guest: two PFs on NUMA node 0 with
+    two VFs each (few, so the guest under TCG probes them quickly)."""
+    text = f"""
+[[node]]
+name = "{node}"
+
+[[node.pf]]
+numa_node = 0
+count = 2
+memory = "16Gi"
+total_vfs = 2
+vf_memory = "2Gi"
+"""
+    return loads_topology(text).node(node)
 
 
 def unpack_pex(pex: Path, share: Path) -> str:

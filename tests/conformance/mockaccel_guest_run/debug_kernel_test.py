@@ -20,11 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from mockaccel_conformance.topology import conformance_node
-from mockaccel_guest_run.guest_suite import READY_TIMEOUT_S, SUITE, junit_totals, record_property, run_script
-from mockaccel_node.module import build_module
+from mockaccel_guest_run.guest_suite import (
+    READY_TIMEOUT_S,
+    SUITE,
+    junit_totals,
+    record_property,
+    run_script,
+    suite_node_settings,
+)
 from mockaccel_node.node import KERNEL_PROBLEM, EmulatedNode
-from mockaccel_node.settings import KernelFlavor, NodeSettings, Provisioned
+from mockaccel_node.settings import KernelFlavor, Provisioned
 
 # KASAN and lockdep slow the TCG guest down about threefold against the stock kernel.
 GUEST_TIMEOUT_S = 1500.0
@@ -84,20 +89,9 @@ def _build_probe(kdir: Path, folder: Path) -> Path:
 def test_kernel_checks_on_the_debug_kernel(share: Path, tmp_path: Path) -> None:
     provisioned = Provisioned.from_env(flavor=KernelFlavor.DEBUG)
     assert provisioned.modules_9p == (), "the debug kernel has 9p and virtio built in"
-    started = time.monotonic()
-    module = build_module(provisioned.kdir, tmp_path / "build")
-    record_property("module_build_s", round(time.monotonic() - started, 1))
+    script = run_script(f"{SUITE}/*_kernel_test.py", after=AFTER_SUITE, watchdog_s=900)
+    settings = suite_node_settings(provisioned, share, tmp_path, script)
     (share / "checker_probe.ko").write_bytes(_build_probe(provisioned.kdir, tmp_path / "probe").read_bytes())
-    script = tmp_path / "run.sh"
-    script.write_text(run_script(f"{SUITE}/*_kernel_test.py", after=AFTER_SUITE, watchdog_s=900))
-    settings = NodeSettings(
-        node=conformance_node(),
-        run_dir=tmp_path / "node",
-        module=module,
-        provisioned=provisioned,
-        share=share,
-        run_script=script,
-    )
     with EmulatedNode(settings) as node:
         record_property("boot_to_ready_s", round(node.wait_ready(timeout=READY_TIMEOUT_S), 1))
         status = node.wait_exit(GUEST_TIMEOUT_S)

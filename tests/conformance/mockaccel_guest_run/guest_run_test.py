@@ -15,11 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from mockaccel_conformance.topology import conformance_node
-from mockaccel_guest_run.guest_suite import GUEST_TIMEOUT_S, READY_TIMEOUT_S, junit_totals, record_property, run_script
-from mockaccel_node.module import build_module
+from mockaccel_guest_run.guest_suite import (
+    GUEST_TIMEOUT_S,
+    READY_TIMEOUT_S,
+    junit_totals,
+    record_property,
+    run_script,
+    suite_node_settings,
+)
 from mockaccel_node.node import KERNEL_PROBLEM, EmulatedNode
-from mockaccel_node.settings import NodeSettings, Provisioned
+from mockaccel_node.settings import Provisioned
 
 
 # The guest's own deadline (GUEST_TIMEOUT_S) ends a stuck run with its logs; pytest's default
@@ -27,19 +32,7 @@ from mockaccel_node.settings import NodeSettings, Provisioned
 @pytest.mark.timeout(GUEST_TIMEOUT_S + 120)
 def test_conformance_suite_in_the_guest(share: Path, tmp_path: Path) -> None:
     provisioned = Provisioned.from_env()
-    started = time.monotonic()
-    module = build_module(provisioned.kdir, tmp_path / "build")
-    record_property("module_build_s", round(time.monotonic() - started, 1))
-    script = tmp_path / "run.sh"
-    script.write_text(run_script())
-    settings = NodeSettings(
-        node=conformance_node(),
-        run_dir=tmp_path / "node",
-        module=module,
-        provisioned=provisioned,
-        share=share,
-        run_script=script,
-    )
+    settings = suite_node_settings(provisioned, share, tmp_path, run_script())
     with EmulatedNode(settings) as node:
         ready_s = node.wait_ready(READY_TIMEOUT_S)
         record_property("boot_to_ready_s", round(ready_s, 1))

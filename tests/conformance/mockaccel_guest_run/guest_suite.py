@@ -8,12 +8,16 @@ they select; both use these pieces.
 from __future__ import annotations
 
 import shutil
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import mockaccel_common
 import mockaccel_conformance
 import mockaccel_node
+from mockaccel_conformance.topology import conformance_node
+from mockaccel_node.module import build_module
+from mockaccel_node.settings import NodeSettings, Provisioned
 
 GUEST_TIMEOUT_S = 1000.0
 # Boot to every PF listed: about 20 s idle; measured > 120 s (guest time 14 s) at load 27 on 2 cores.
@@ -63,3 +67,21 @@ def junit_totals(report: Path) -> dict[str, int]:
 def record_property(name: str, value: object) -> None:
     """Timings go to the test's output (pants test --test-output=all); junit xunit2 has no properties."""
     print(f"TIMING {name}={value}", flush=True)
+
+
+def suite_node_settings(provisioned: Provisioned, share: Path, work: Path, script: str) -> NodeSettings:
+    """The conformance node booting ``provisioned``'s kernel with mock-accel.ko built against it,
+    running ``script`` (a ``run_script``) from the share; the module's build time is recorded."""
+    started = time.monotonic()
+    module = build_module(provisioned.kdir, work / "build")
+    record_property("module_build_s", round(time.monotonic() - started, 1))
+    path = work / "run.sh"
+    path.write_text(script)
+    return NodeSettings(
+        node=conformance_node(),
+        run_dir=work / "node",
+        module=module,
+        provisioned=provisioned,
+        share=share,
+        run_script=path,
+    )
