@@ -147,7 +147,13 @@ class EmulatedNode:
         if s.share is not None:
             shares.append((s.share, SHARE_TAG, False))
         args = qemu_args(
-            self.plan, kernel=s.kernel, initrd=initrd, serial_log=self.serial_log, shares=shares, network=s.network
+            self.plan,
+            kernel=s.kernel,
+            initrd=initrd,
+            serial_log=self.serial_log,
+            shares=shares,
+            append=s.kernel_args,
+            network=s.network,
         )
         self.serial_log.write_bytes(b"")
         (s.run_dir / "qemu.cmdline").write_text(" ".join([str(s.qemu), *args]) + "\n")

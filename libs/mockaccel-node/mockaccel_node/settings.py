@@ -96,6 +96,8 @@ class NodeSettings:
     """Shell script the guest runs after "devices ready"; without one the guest idles."""
     network: bool = False
     """A virtio NIC on QEMU user networking: the guest reaches the host's loopback at 10.0.2.2."""
+    kernel_args: str = ""
+    """Added to the guest kernel's command line (e.g. ``pci=nomsi`` to test the INTx fallback)."""
     vfio_server_command: Sequence[str] = field(default_factory=lambda: [sys.executable, "-m", "mockaccel_vfio_server"])
 
     @property

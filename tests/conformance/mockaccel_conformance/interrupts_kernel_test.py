@@ -19,7 +19,7 @@ from mockaccel_conformance.target import GuestTarget
 IRQ_STATUS = regmap.register("IRQ_STATUS").offset
 
 
-def _pf(kernel: GuestTarget, placement: str) -> PfSpec:
+def pf_placed(kernel: GuestTarget, placement: str) -> PfSpec:
     behind_expander = placement == "pxb-pcie"
     return next(pf for pf in kernel.node.pfs if (pci_layout(pf).expander_bus != 0) == behind_expander)
 
@@ -37,7 +37,7 @@ def irq_line(name: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("placement", ["root-bus", "pxb-pcie"])
 def test_health_fault_delivers_an_msi(kernel: GuestTarget, placement: str) -> None:
-    pf = _pf(kernel, placement)
+    pf = pf_placed(kernel, placement)
     before, line = irq_line(pf.name)
     assert "PCI-MSI" in line, f"{pf.name} ({placement}) does not use MSI: {line}"
     kernel.set_health(pf.name, False)
@@ -51,7 +51,7 @@ def test_health_fault_delivers_an_msi(kernel: GuestTarget, placement: str) -> No
 
 def test_cause_is_acknowledged_while_reads_fail(kernel: GuestTarget) -> None:
     """An all-ones read still acknowledges the cause, so the next change interrupts again."""
-    pf = _pf(kernel, "pxb-pcie")
+    pf = pf_placed(kernel, "pxb-pcie")
     try:
         kernel.fault(pf.name, "fail_reads", True)
         try:

@@ -11,6 +11,7 @@ and the devices' side through each vfio-server's control API.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from mockaccel_guest_run.guest_suite import (
     GUEST_TIMEOUT_S,
     READY_TIMEOUT_S,
+    SUITE,
     junit_totals,
     record_property,
     run_script,
@@ -68,3 +70,28 @@ def test_conformance_suite_in_the_guest(share: Path, tmp_path: Path) -> None:
     assert bridged > 0, "the suite reached the vfio-servers through the bridge"
     # boot_to_ready_s is recorded above, not asserted: a goal is checked by a benchmark
     # that prints numbers, never by a timed test on a shared 2-core machine.
+
+
+# "irq N: nobody cared" then "Disabling IRQ #N": a level-triggered line the driver never lowered.
+STUCK_LINE = ("nobody cared", "Disabling IRQ")
+
+
+@pytest.mark.timeout(GUEST_TIMEOUT_S + 120)
+def test_intx_fallback_in_a_guest_without_msi(share: Path, tmp_path: Path) -> None:
+    """A second boot with ``pci=nomsi``: the driver falls back to INTx (intx_fallback_kernel_check.py)."""
+    script = run_script(f"{SUITE}/intx_fallback_kernel_check.py")
+    settings = replace(suite_node_settings(Provisioned.from_env(), share, tmp_path, script), kernel_args="pci=nomsi")
+    with EmulatedNode(settings) as node:
+        record_property("boot_to_ready_s", round(node.wait_ready(READY_TIMEOUT_S), 1))
+        status = node.wait_exit(GUEST_TIMEOUT_S)
+        problems = node.kernel_problems()
+        log_tail = node.tail(node.text())
+
+    output = (share / "pytest.txt").read_text() if (share / "pytest.txt").exists() else "(no pytest output)"
+    assert status == 0, f"INTx checks failed ({status}):\n{output[-6000:]}\n--- serial log ---\n{log_tail}"
+    totals = junit_totals(share / "junit-guest.xml")
+    assert totals == {"tests": 3, "failures": 0, "errors": 0, "skipped": 0}, output[-3000:]
+    dmesg = (share / "dmesg.txt").read_text()
+    stuck = [line for line in dmesg.splitlines() if any(s in line for s in STUCK_LINE)]
+    problems += [line for line in dmesg.splitlines() if KERNEL_PROBLEM.search(line)] + stuck
+    assert not problems, "kernel log shows problems:\n" + "\n".join(problems[:40])
