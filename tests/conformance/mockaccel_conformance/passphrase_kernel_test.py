@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from mockaccel_conformance.chardev_kernel_test import passphrase
+from mockaccel_conformance.chardev import passphrase
 from mockaccel_conformance.target import GuestTarget
 from mockaccel_conformance.wordlists import as_firmware, synthetic_words
 
