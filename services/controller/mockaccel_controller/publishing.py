@@ -34,7 +34,7 @@ from mockaccel_common.sysfs.reader import ScanResult, read_devices, scan_devices
 from mockaccel_controller.adapters.k8s import KubeApi, Owner
 from mockaccel_controller.domain import reconcile
 from mockaccel_controller.domain.reconcile import Create, Delete, Plan, StoredSlice, Update
-from mockaccel_controller.domain.slices import Checked, desired_state
+from mockaccel_controller.domain.slices import SliceBuilder
 from mockaccel_controller.settings import Settings
 
 OWN_VERSIONS_KEPT = 512
@@ -48,7 +48,9 @@ def merge_reads(current: Mapping[str, Device], scan: ScanResult, names: Collecti
     its last good reading is kept. A device that is gone (no class entry,
     missing directory or attribute) is dropped.
     """
-    devices = {} if names is None else {n: d for n, d in current.items() if n not in names}
+    devices = {} if names is None else dict(current)
+    for name in names or ():
+        devices.pop(name, None)
     devices.update((d.name, d) for d in scan.devices)
     for skipped in scan.skipped:
         if skipped.transient and skipped.name in current:
@@ -85,19 +87,25 @@ class Publisher:
         self._own_deletes: deque[str] = deque(maxlen=OWN_VERSIONS_KEPT)
         self.ready = False
         self._devices: dict[str, Device] | None = None  # the last good reading of each device; None: no scan yet
-        self._checked: Mapping[Device, Checked] = {}  # slice entries of the devices of the last pass
+        self._builder = SliceBuilder(settings.node_name, settings.driver_name)  # desired slices, by pool
+        self._dirty: set[str] = set()  # pools changed since the last plan that was carried out
         self._stored: dict[str, StoredSlice] | None = None  # the last list + own writes; None: list again
+        self.list_version: str | None = None  # the resourceVersion of the list behind ``_stored``
         self.watching = False  # the slice watch runs: it calls forget_stored() on others' changes
 
     def forget_stored(self) -> None:
         """Someone else changed this node's slices (or nobody watches): the next pass lists them."""
         self._stored = None
+        self.list_version = None
 
-    async def _stored_slices(self, full: bool) -> list[StoredSlice]:
+    async def _stored_slices(self, full: bool) -> tuple[list[StoredSlice], bool]:
+        """The stored slices, and whether they were listed just now (rather than this controller's view)."""
         if full or self._stored is None or not self.watching:
-            stored, _ = await self._api.list_slices()
+            stored, version = await self._api.list_slices()
             self._stored = {s.name: s for s in stored}
-        return list(self._stored.values())
+            self.list_version = version or None
+            return stored, True
+        return list(self._stored.values()), False
 
     def is_own_write(self, kind: str, name: str, resource_version: str) -> bool:
         """Whether a watch event only echoes a write of this controller (so needs no pass)."""
@@ -122,37 +130,56 @@ class Publisher:
         self._skipped = now
 
     async def refresh(self, changed: Collection[str] | None) -> dict[str, Device]:
-        """Re-read the ``changed`` devices (None, or no scan yet: every device); the devices now known."""
+        """Re-read the ``changed`` devices (None, or no scan yet: every device); the devices now known.
+
+        The readings go into the slice builder; the pools they change are
+        remembered until a plan has been carried out for them.
+        """
         current = self._devices
         if current is None or changed is None:
             scan = await scan_devices(self._settings.sysfs_root)
-            self._devices = merge_reads(current or {}, scan, None)
+            self._devices = devices = merge_reads(current or {}, scan, None)
             self._unreadable = {s.name: s.reason for s in scan.skipped}
+            self._dirty |= self._builder.replace(devices.values())
         elif changed:
             names = affected(changed, current)
             scan = await read_devices(self._settings.sysfs_root, names)
-            self._devices = merge_reads(current, scan, names)
+            self._devices = devices = merge_reads(current, scan, names)
             for name in names:
                 self._unreadable.pop(name, None)
             self._unreadable.update((s.name, s.reason) for s in scan.skipped)
+            self._dirty |= self._builder.update(
+                (devices[n] for n in names if n in devices), [n for n in names if n not in devices]
+            )
         return self._devices if self._devices is not None else {}
 
     async def reconcile(self, reasons: Iterable[str] = (), changed: Collection[str] | None = None) -> Plan:
-        """One pass; ``changed`` names the devices to re-read (None: all, as at start and resync)."""
+        """One pass; ``changed`` names the devices to re-read (None: all, as at start and resync).
+
+        Only the pools whose devices changed are planned, unless the stored
+        slices were listed in this pass (someone else may have changed any of
+        them): the other pools were equal to their stored slices after the
+        last pass, and nothing but this controller has written since.
+        """
         await self.ensure_discovered()
-        known = await self.refresh(changed)
-        devices = tuple(known[name] for name in sorted(known))
-        desired = desired_state(self._settings.node_name, self._settings.driver_name, devices, self._checked)
-        self._checked = desired.checked
+        await self.refresh(changed)
+        desired = self._builder.state()
         self._report_skipped((r.name, r.reason) for r in desired.rejected)
-        stored = await self._stored_slices(full=changed is None)
-        plan = reconcile.plan(desired, stored, driver=self._settings.driver_name, node=self._settings.node_name)
+        stored, listed = await self._stored_slices(full=changed is None)
+        plan = reconcile.plan(
+            desired,
+            stored,
+            driver=self._settings.driver_name,
+            node=self._settings.node_name,
+            pools=None if listed else self._dirty,
+        )
         if not plan.empty:
             try:
                 await self._apply(plan)
             except BaseException:
-                self._stored = None  # some writes may have happened: list again
+                self.forget_stored()  # some writes may have happened: list again
                 raise
+        self._dirty = set()
         self._log.info(
             "reconciled",
             reasons=sorted(reasons),
