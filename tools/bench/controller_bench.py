@@ -245,7 +245,8 @@ async def publish(
             )
             print(
                 f"  controller RSS after publishing: {rss_mib(controller.pid):.1f} MiB, "
-                f"peak (VmHWM) {rss_mib(controller.pid, 'VmHWM'):.1f} MiB"
+                f"peak (VmHWM) {rss_mib(controller.pid, 'VmHWM'):.1f} MiB; "
+                f"controller CPU until then: {cpu_seconds(controller.pid):.2f} s"
             )
 
 

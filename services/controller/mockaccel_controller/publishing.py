@@ -25,19 +25,22 @@ someone else's change.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from mockaccel_common.model import Device, DeviceKind, DeviceName
 from mockaccel_common.sysfs.reader import ScanResult, read_devices, scan_devices
 from mockaccel_controller.adapters.k8s import KubeApi, Owner
 from mockaccel_controller.domain import reconcile
-from mockaccel_controller.domain.reconcile import Create, Delete, Plan, StoredSlice, Update
+from mockaccel_controller.domain.reconcile import Create, Delete, Operation, Plan, StoredSlice, Update
 from mockaccel_controller.domain.slices import SliceBuilder
 from mockaccel_controller.settings import Settings
 
 OWN_VERSIONS_KEPT = 512
+WRITES_IN_FLIGHT = 4  # concurrent slice writes of one phase of a plan
+T = TypeVar("T")
 
 
 def merge_reads(current: Mapping[str, Device], scan: ScanResult, names: Collection[str] | None) -> dict[str, Device]:
@@ -74,6 +77,26 @@ def affected(names: Iterable[str], current: Mapping[str, Device]) -> set[str]:
     if pfs:
         out.update(d.name for d in current.values() if d.physfn in pfs)
     return out
+
+
+async def _concurrently(items: Sequence[T], run: Callable[[T], Awaitable[None]], limit: int) -> None:
+    """``run`` each item, at most ``limit`` at a time; the first failure cancels the rest and is raised."""
+    if len(items) <= 1:
+        for item in items:
+            await run(item)
+        return
+    slots = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> None:
+        async with slots:
+            await run(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                group.create_task(one(item))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # one pass failed: the caller retries it as a whole
 
 
 class Publisher:
@@ -197,9 +220,17 @@ class Publisher:
         return plan
 
     async def _apply(self, plan: Plan) -> None:
+        """Updates, then creates, then deletes (the plan's order); the writes of one phase run concurrently.
+
+        A phase's writes are independent (consumers trust a pool only once all
+        ``resourceSliceCount`` slices of a generation are there), and sending
+        them one at a time left the controller waiting for the API server's
+        round trip 84 times in a row on a 10,000-device node.
+        """
         owner: Owner | None = await self._api.node_owner() if plan.count(Create) else None
         stored = self._stored if self._stored is not None else {}
-        for op in plan.operations:
+
+        async def write(op: Operation) -> None:
             if isinstance(op, Delete):
                 self._own_deletes.append(op.target.name)
                 await self._api.delete(op.target)
@@ -218,6 +249,9 @@ class Publisher:
                 self._own_versions.append(written.resource_version)
                 stored[written.name] = written
                 self._log.info("slice_created", pool=op.content.pool, generation=op.content.generation)
+
+        for kind in (Update, Create, Delete):
+            await _concurrently([op for op in plan.operations if isinstance(op, kind)], write, WRITES_IN_FLIGHT)
 
     async def remove_all(self) -> int:
         """Delete every slice of this node and driver (``--remove-on-shutdown``)."""

@@ -232,19 +232,26 @@ class KubeApi:
     async def _call(
         self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None, body: Any = None
     ) -> Any:
+        # ApiClient.request, not call_api: the bodies here are plain JSON values already, and
+        # call_api walks them with a Python call per value first (sanitize_for_serialization),
+        # about a second of CPU for the creates of a 10,000-device node. The rest of what call_api
+        # does is here: default headers (User-Agent), the token, the host; the status check and
+        # the JSON encoding of the body are the REST client's, as before.
+        client = self._client
+        headers = {"Accept": "application/json", "Content-Type": "application/json", **client.default_headers}
+        params = list(query or [])
         try:
-            return await self._client.call_api(
-                path,
+            await client.update_params_for_auth(headers, params, ["BearerToken"])
+            response = await client.request(
                 method,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                client.configuration.host + path,
+                query_params=params,
+                headers=headers,
                 body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
                 _preload_content=True,
                 _request_timeout=self._timeout,
             )
+            return json.loads(response.data) if response.data else None
         except _LIBRARY_ERRORS as exc:
             raise translate_api_error(exc, what) from exc
 
