@@ -220,6 +220,14 @@ class SliceBuilder:
         self._members: dict[str, set[str]] = {}  # pool -> names of its devices (published or rejected)
         self._pools: dict[str, PoolSpec] = {}  # the desired pools
         self._rejected: dict[str, tuple[Rejected, ...]] = {}  # pool -> its devices that cannot be published
+        self._pool_names: dict[int | None, tuple[str, str]] = {}
+
+    def _pool_of(self, numa_node: int | None) -> tuple[str, str]:
+        """The pool's name and label: one pair of strings per NUMA node, shared by its devices."""
+        names = self._pool_names.get(numa_node)
+        if names is None:
+            names = self._pool_names[numa_node] = (pool_name(self.node, numa_node), pool_label(numa_node))
+        return names
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -237,8 +245,8 @@ class SliceBuilder:
                 continue
             if old is not None:
                 self._leave(old, dirty)
-            pool = pool_name(self.node, device.numa_node)
-            self._entries[device.name] = _Entry(device, spec, device_problem(spec), pool, pool_label(device.numa_node))
+            pool, label = self._pool_of(device.numa_node)
+            self._entries[device.name] = _Entry(device, spec, device_problem(spec), pool, label)
             self._members.setdefault(pool, set()).add(device.name)
             dirty.add(pool)
         for name in gone:
