@@ -115,6 +115,8 @@ class Controller:
             finally:
                 if self.api.version:
                     self._discovered.set()
+                if self.publisher.take_foreign_change():  # seen by the watch while this pass wrote
+                    self.request("slice_changed", NO_DEVICES)
             if unavailable:
                 self.log.info("api_recovered", attempts=backoff.attempt)
                 unavailable = False
@@ -143,10 +145,9 @@ class Controller:
                 async for event in self.api.watch(resource_version):
                     backoff.reset()
                     resource_version = event.resource_version or resource_version
-                    if event.kind != "BOOKMARK" and not self.publisher.is_own_write(
+                    if event.kind != "BOOKMARK" and self.publisher.someone_else_wrote(
                         event.kind, event.name, event.resource_version
                     ):
-                        self.publisher.forget_stored()
                         self.request(f"slice_{event.kind.lower()}", NO_DEVICES)
             except ConflictError as exc:  # 410 Gone: the resourceVersion is too old; re-list
                 self.log.debug("slice_watch_expired", error=str(exc))

@@ -108,6 +108,8 @@ class Publisher:
         self._unreadable: dict[str, str] = {}  # device -> why its last read failed
         self._own_versions: deque[str] = deque(maxlen=OWN_VERSIONS_KEPT)
         self._own_deletes: deque[str] = deque(maxlen=OWN_VERSIONS_KEPT)
+        self._writing = False  # a plan's writes are in flight
+        self._doubtful: list[tuple[str, str, str]] = []  # watch events seen while writing, judged after
         self.ready = False
         self._devices: dict[str, Device] | None = None  # the last good reading of each device; None: no scan yet
         self._builder = SliceBuilder(settings.node_name, settings.driver_name)  # desired slices, by pool
@@ -135,6 +137,31 @@ class Publisher:
         if kind == "DELETED":
             return name in self._own_deletes
         return resource_version in self._own_versions
+
+    def someone_else_wrote(self, kind: str, name: str, resource_version: str) -> bool:
+        """Judge a watch event: True when it is someone else's change (the view is forgotten; plan again).
+
+        While this controller's writes are in flight, a write's echo can reach
+        the watch before the write's own answer (which carries the version to
+        recognise it by): such an event is judged when the writes are done
+        (``take_foreign_change``), instead of being taken for someone else's
+        and costing a full list of the node's slices after every change.
+        """
+        if self.is_own_write(kind, name, resource_version):
+            return False
+        if self._writing:
+            self._doubtful.append((kind, name, resource_version))
+            return False
+        self.forget_stored()
+        return True
+
+    def take_foreign_change(self) -> bool:
+        """Whether an event that came during the last writes was someone else's (the view is then forgotten)."""
+        doubtful, self._doubtful = self._doubtful, []
+        if any(not self.is_own_write(*event) for event in doubtful):
+            self.forget_stored()
+            return True
+        return False
 
     async def ensure_discovered(self) -> None:
         if not self._api.version:
@@ -250,8 +277,12 @@ class Publisher:
                 stored[written.name] = written
                 self._log.info("slice_created", pool=op.content.pool, generation=op.content.generation)
 
-        for kind in (Update, Create, Delete):
-            await _concurrently([op for op in plan.operations if isinstance(op, kind)], write, WRITES_IN_FLIGHT)
+        self._writing = True
+        try:
+            for kind in (Update, Create, Delete):
+                await _concurrently([op for op in plan.operations if isinstance(op, kind)], write, WRITES_IN_FLIGHT)
+        finally:
+            self._writing = False
 
     async def remove_all(self) -> int:
         """Delete every slice of this node and driver (``--remove-on-shutdown``)."""
