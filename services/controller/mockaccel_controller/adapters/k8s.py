@@ -244,7 +244,7 @@ class KubeApi:
             await client.update_params_for_auth(headers, params, ["BearerToken"])
             response = await client.request(
                 method,
-                client.configuration.host + path,
+                f"{client.configuration.host}{path}",
                 query_params=params,
                 headers=headers,
                 body=body,

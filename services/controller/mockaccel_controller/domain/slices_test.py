@@ -12,8 +12,8 @@ from mockaccel_common.quantity import canonical_bytes, canonicalise
 from mockaccel_common.regmap import Capability, Status
 from mockaccel_controller.domain.slices import (
     MAX_DEVICES_PER_SLICE,
-    SliceBuilder,
     Attribute,
+    SliceBuilder,
     desired_state,
     slice_labels,
     validate_pool,
