@@ -14,7 +14,14 @@ the last list with its own writes applied (the API server answers each write
 with the object it stored). A stale view is therefore possible only in the
 moment before the watch reports someone else's change, and then the write's
 precondition fails. Listing a 1,024-device node's slices every pass was the
-largest cost of a pass, on the controller and on the API server.
+largest cost of a pass, on the controller and on the API server. The slice
+watch starts at the version of the publisher's own list, so the view needs
+no second list when the watch comes up.
+
+The desired slices are kept by pool (``SliceBuilder``): a pass rebuilds and
+plans only the pools whose devices it re-read and found changed, unless the
+stored slices were listed in that pass (then someone else may have changed
+any pool, and every pool is planned).
 
 The pass is idempotent and restartable: a pass that fails half-way forgets
 the stored view and is simply run again. Writes carry preconditions
