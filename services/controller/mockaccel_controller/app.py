@@ -6,8 +6,8 @@ a watch on this node's slices (a slice deleted by kubelet or by hand), the
 agent-socket probe and the periodic resync. A request names the devices to
 re-read: the ones a sysfs event names, none for a slice or agent change (the
 pass only re-plans), all for the startup pass, the resync and a lost event
-queue. Requests are coalesced (``debounce``), so a burst of events costs one
-pass, and passes never overlap. Retryable API errors back off
+queue. Requests are coalesced until none came for ``debounce`` seconds, so a
+burst of events costs one pass, and passes never overlap. Retryable API errors back off
 inside the loop (exponential, jittered, capped); anything else ends the
 service with a non-zero exit, as the runner prescribes.
 """
@@ -39,6 +39,7 @@ from mockaccel_controller.publishing import Publisher
 from mockaccel_controller.settings import Settings
 
 SERVICE = "mockaccel_controller"
+QUIET_CAP = 5  # a steady stream of events still gets a pass every 5 debounce periods
 NO_DEVICES: frozenset[str] = frozenset()  # a request that re-plans without re-reading sysfs
 
 
@@ -96,7 +97,7 @@ class Controller:
         while True:
             await self._wake.wait()
             if self.settings.debounce:
-                await asyncio.sleep(self.settings.debounce)
+                await self._quiet(self.settings.debounce)
             self._wake.clear()
             reasons, self._reasons = self._reasons, set()
             changed = self._take_changes()
@@ -121,6 +122,23 @@ class Controller:
                 self.log.info("api_recovered", attempts=backoff.attempt)
                 unavailable = False
             backoff.reset()
+
+    async def _quiet(self, quiet: float) -> None:
+        """Wait until no request came for ``quiet`` seconds, or ``QUIET_CAP`` times that in all.
+
+        A fixed delay from the first event cut a burst that outlasts it in two
+        passes (the simulator writes a PF's 7 VF directories over ~100 ms), each
+        writing the pool's slice; waiting for the burst to end writes it once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + quiet * QUIET_CAP
+        while (left := deadline - loop.time()) > 0:
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(min(quiet, left)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
 
     async def slice_watch(self) -> None:
         """Request a pass whenever someone else changes this node's slices."""
