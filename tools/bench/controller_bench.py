@@ -13,7 +13,8 @@ sysfs and watches the API. Measures (goals of issue 15 item 4):
   rss       that controller's RSS after publishing, and its peak (VmHWM)         <= 64 MiB
   idle      API writes over 10 resync periods with nothing changing               0
 With ``--profile DIR`` each controller runs under cProfile and its stats are
-written to DIR (read them with ``python3 -m pstats``).
+written to DIR (read them with ``python3 -m pstats``); with ``--logs DIR`` each
+controller's JSON log is kept there.
 """
 
 from __future__ import annotations
@@ -89,7 +90,11 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 class ControllerProcess:
     """``python -m mockaccel_controller`` for one node; ``ready`` is set by its "ready" log line."""
 
-    def __init__(self, node: str, sysfs: Path, kubeconfig: Path, extra: Sequence[str], profile: Path | None) -> None:
+    def __init__(
+        self, node: str, sysfs: Path, kubeconfig: Path, extra: Sequence[str], profile: Path | None, logs: Path | None
+    ) -> None:
+        self.node = node
+        self.logs = logs
         runner = [sys.executable, "-m", "cProfile", "-o", str(profile / f"{node}.pstats")] if profile else [
             sys.executable
         ]
@@ -133,6 +138,8 @@ class ControllerProcess:
                 self.process.terminate()
                 await asyncio.wait_for(self.process.wait(), 30)
             await reader
+            if self.logs is not None:
+                (self.logs / f"{self.node}.log").write_bytes(b"".join(self.lines))
 
     def tail(self, lines: int = 20) -> str:
         return b"".join(self.lines[-lines:]).decode(errors="replace")
@@ -183,11 +190,13 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def latency(plane: ControlPlane, kube: ApiClient, work: Path, changes: int, profile: Path | None) -> None:
+async def latency(
+    plane: ControlPlane, kube: ApiClient, work: Path, changes: int, profile: Path | None, logs: Path | None
+) -> None:
     node = "bench-1024"
     await create_node(kube, node)
     sim = simulated(work, node, 128)
-    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile, logs)
     writes = Writes(kube, node, controller)
     async with controller.running(), writes.counter:
         await published(kube, node, writes, 1024, 0)
@@ -217,11 +226,13 @@ async def latency(plane: ControlPlane, kube: ApiClient, work: Path, changes: int
         print(f"  controller RSS (1,024 devices): {rss_mib(controller.pid):.1f} MiB")
 
 
-async def publish(plane: ControlPlane, kube: ApiClient, work: Path, profile: Path | None) -> None:
+async def publish(
+    plane: ControlPlane, kube: ApiClient, work: Path, profile: Path | None, logs: Path | None
+) -> None:
     node = "bench-10k"
     await create_node(kube, node)
     sim = simulated(work, node, 1280)
-    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, [], profile, logs)
     writes = Writes(kube, node, controller)
     async with writes.counter:
         started = time.perf_counter()
@@ -234,7 +245,8 @@ async def publish(plane: ControlPlane, kube: ApiClient, work: Path, profile: Pat
             )
             print(
                 f"  controller RSS after publishing: {rss_mib(controller.pid):.1f} MiB, "
-                f"peak (VmHWM) {rss_mib(controller.pid, 'VmHWM'):.1f} MiB"
+                f"peak (VmHWM) {rss_mib(controller.pid, 'VmHWM'):.1f} MiB; "
+                f"controller CPU until then: {cpu_seconds(controller.pid):.2f} s"
             )
 
 
@@ -243,7 +255,7 @@ async def idle(plane: ControlPlane, kube: ApiClient, work: Path) -> None:
     resync = 0.5
     await create_node(kube, node)
     sim = simulated(work, node, 16)
-    controller = ControllerProcess(node, sim.root, plane.kubeconfig, ["--resync-interval", str(resync)], None)
+    controller = ControllerProcess(node, sim.root, plane.kubeconfig, ["--resync-interval", str(resync)], None, None)
     writes = Writes(kube, node, controller)
     async with controller.running(), writes.counter:
         await published(kube, node, writes, 128, 0)
@@ -256,9 +268,9 @@ async def idle(plane: ControlPlane, kube: ApiClient, work: Path) -> None:
 async def bench(plane: ControlPlane, work: Path, args: argparse.Namespace) -> None:
     async with admin_client(plane.kubeconfig) as kube:
         if "latency" in args.only:
-            await latency(plane, kube, args.trees or work, args.changes, args.profile)
+            await latency(plane, kube, args.trees or work, args.changes, args.profile, args.logs)
         if "publish" in args.only:
-            await publish(plane, kube, args.trees or work, args.profile)
+            await publish(plane, kube, args.trees or work, args.profile, args.logs)
         if "idle" in args.only:
             await idle(plane, kube, args.trees or work)
 
@@ -267,13 +279,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--changes", type=int, default=40, help="sysfs changes timed on the 1,024-device node")
     parser.add_argument("--profile", type=Path, help="run each controller under cProfile, stats into this folder")
+    parser.add_argument("--logs", type=Path, help="keep each controller's log in this folder")
     parser.add_argument("--trees", type=Path, help="keep the simulated trees here and reuse them in later runs")
     parser.add_argument(
         "--only", nargs="+", default=["latency", "publish", "idle"], choices=["latency", "publish", "idle"]
     )
     args = parser.parse_args()
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    for folder in (args.profile, args.logs):
+        if folder:
+            folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         plane = ControlPlane.from_settings(Settings.from_env(), work / "cp")

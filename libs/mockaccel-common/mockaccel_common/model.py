@@ -24,9 +24,12 @@ class DeviceKind(enum.StrEnum):
     VF = "vf"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PciAddress:
-    """A PCI function address ``dddd:bb:dd.f`` (lower-case hex, as sysfs prints it)."""
+    """A PCI function address ``dddd:bb:dd.f`` (lower-case hex, as sysfs prints it).
+
+    Slotted, as ``Device`` is: a 10,000-device node keeps one of each per device.
+    """
 
     domain: int
     bus: int
@@ -97,9 +100,9 @@ def format_version(value: int) -> str:
     return f"{(value >> 16) & 0xFF}.{(value >> 8) & 0xFF}.{value & 0xFF}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Device:
-    """One mock-accel function as user space sees it."""
+    """One mock-accel function as user space sees it (slotted: a third of the size with a ``__dict__``)."""
 
     name: str
     kind: DeviceKind

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
 from pathlib import Path
 from typing import cast
@@ -15,7 +17,9 @@ from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_common.sysfs.reader import class_dir, scan_devices_sync
 from mockaccel_controller.adapters.k8s import KubeApi
-from mockaccel_controller.publishing import Publisher, affected, merge_reads
+from mockaccel_controller.domain.reconcile import Plan, SliceWrite, StoredSlice, Update
+from mockaccel_controller.errors import ConflictError
+from mockaccel_controller.publishing import Publisher, _concurrently, affected, merge_reads
 from mockaccel_controller.settings import Settings
 
 TOPOLOGY = '[[node]]\nname = "n1"\n\n[[node.pf]]\nnuma_node = 0\ncount = 2\nmemory = "16Gi"\ntotal_vfs = 2\n'
@@ -133,3 +137,60 @@ def test_affected_adds_exactly_the_pfs_of_named_vfs(names: set[str]) -> None:
     out = affected(names, {})  # no VFs known yet: a PF brings nothing more
     pfs = {m.group(1) for name in names if (m := _VF_RE.fullmatch(name))}
     assert out == names | pfs
+
+
+@pytest.mark.asyncio
+async def test_writes_of_a_phase_run_at_most_limit_at_a_time_and_the_first_failure_is_raised() -> None:
+    running = 0
+    most = 0
+    done: list[int] = []
+
+    async def run(item: int) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0)
+            if item == 5:
+                raise ConflictError("slice changed")
+            await asyncio.sleep(0)
+            done.append(item)
+        finally:
+            running -= 1
+
+    await _concurrently(list(range(5)), run, 2)
+    assert most == 2
+    assert sorted(done) == [0, 1, 2, 3, 4]
+    with pytest.raises(ConflictError):
+        await _concurrently(list(range(10)), run, 3)
+    assert running == 0  # the rest were cancelled, none left behind
+
+
+class _SlowApi:
+    """Answers an update only when released, as a busy API server whose watch echo comes first."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def update(self, target: StoredSlice, content: SliceWrite) -> StoredSlice:
+        await self.release.wait()
+        return dataclasses.replace(target, resource_version="2")
+
+
+@pytest.mark.asyncio
+async def test_a_watch_echo_that_beats_the_writes_answer_is_judged_after_the_write(tmp_path: Path) -> None:
+    api = _SlowApi()
+    settings = Settings.load(["--node-name", "n1", "--sysfs-root", str(tmp_path)], {})
+    publisher = Publisher(settings, cast(KubeApi, api), get_logger("test"))
+    target = StoredSlice("s", "uid", "1", "n1/numa0", 1, 1, ())
+    content = SliceWrite("n1/numa0", 1, 1, (), {})
+    writing = asyncio.create_task(publisher._apply(Plan((Update(target, content),))))
+    await asyncio.sleep(0)
+    assert not publisher.someone_else_wrote("MODIFIED", "s", "2")  # our own echo, not known as ours yet
+    assert not publisher.someone_else_wrote("MODIFIED", "other", "3")  # someone else's: judged later too
+    api.release.set()
+    await writing
+    assert publisher.take_foreign_change()  # "3" was not ours
+    assert not publisher.take_foreign_change()  # judged once
+    assert not publisher.someone_else_wrote("MODIFIED", "s", "2")  # ours, now known
+    assert publisher.someone_else_wrote("MODIFIED", "s", "4")  # not writing: at once

@@ -10,6 +10,7 @@ it in one worker thread rather than hopping to a thread per file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -54,11 +55,14 @@ def class_dir(root: Path) -> Path:
     return root / abi.CLASS_DIR
 
 
-def _read(path: str) -> str:
-    """One attribute, with plain os calls: a scan reads thousands of them."""
-    name = os.path.basename(path)
+_O_FILE = os.O_RDONLY | os.O_CLOEXEC
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _read(name: str, dir_fd: int) -> str:
+    """One attribute of an open directory, with plain os calls: a scan reads tens of thousands of them."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(name, _O_FILE, dir_fd=dir_fd)
     except FileNotFoundError as exc:
         raise _Skip(f"missing attribute {name}") from exc
     except OSError as exc:
@@ -75,8 +79,8 @@ def _read(path: str) -> str:
         raise _Skip(f"attribute {name} is not ASCII") from exc
 
 
-def _parse(path: str, parser: Callable[[str], T]) -> T:
-    text = _read(path)
+def _parse(name: str, dir_fd: int, parser: Callable[[str], T]) -> T:
+    text = _read(name, dir_fd)
     try:
         return parser(text)
     except ValueError as exc:
@@ -89,6 +93,13 @@ def _follow(link: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
 
 
+def _open_dir(path: str, problem: str) -> int:
+    try:
+        return os.open(path, _O_DIR)
+    except OSError as exc:  # gone, not a directory, dangling
+        raise _Skip(problem) from exc
+
+
 def pcie_root_of(resolved_pci_dir: str) -> str | None:
     """``pci0000:10`` for ``…/devices/pci0000:10/0000:10:00.0/0000:11:00.0``."""
     parts = resolved_pci_dir.split(os.sep)
@@ -98,8 +109,19 @@ def pcie_root_of(resolved_pci_dir: str) -> str | None:
     return None
 
 
+_parse_numa = functools.partial(abi.parse_signed, what="numa_node")
+_parse_totalvfs = functools.partial(abi.parse_u64, what="sriov_totalvfs")
+_parse_numvfs = functools.partial(abi.parse_u64, what="sriov_numvfs")
+_parse_memory = functools.partial(abi.parse_u64, what="memory_size")
+
+
 def read_device(root: Path, name: str) -> Device:
-    """Read one device; raises ``_Skip`` with a reason when it cannot."""
+    """Read one device; raises ``_Skip`` with a reason when it cannot.
+
+    Attributes are opened relative to the device's (and PCI function's)
+    directory, so the kernel resolves each path once per device, not once per
+    attribute.
+    """
     try:
         parsed_name = DeviceName.parse(name)
     except ValueError as exc:
@@ -109,51 +131,55 @@ def read_device(root: Path, name: str) -> Device:
         dev_dir = _follow(entry) if os.path.islink(entry) else entry
     except OSError as exc:
         raise _Skip("device directory vanished") from exc
-    if not os.path.isdir(dev_dir):
-        raise _Skip("device directory vanished")
+    dev_fd = _open_dir(dev_dir, "device directory vanished")
     try:
-        pci_dir = _follow(os.path.join(dev_dir, "device"))
-    except OSError as exc:
-        raise _Skip("device link missing or dangling") from exc
-    if not os.path.isdir(pci_dir):
-        raise _Skip("device link missing or dangling")
+        try:
+            pci_dir = os.path.normpath(os.path.join(dev_dir, os.readlink("device", dir_fd=dev_fd)))
+        except OSError as exc:
+            raise _Skip("device link missing or dangling") from exc
+        pci_fd = _open_dir(pci_dir, "device link missing or dangling")
+        try:
+            numa = _parse("numa_node", pci_fd, _parse_numa)
+        finally:
+            os.close(pci_fd)
+        return _read_functions(dev_fd, name, parsed_name, pci_dir, numa)
+    finally:
+        os.close(dev_fd)
 
-    def attribute(attr: str) -> str:
-        return os.path.join(dev_dir, attr)
 
-    numa = _parse(os.path.join(pci_dir, "numa_node"), lambda t: abi.parse_signed(t, "numa_node"))
+def _read_functions(dev_fd: int, name: str, parsed_name: DeviceName, pci_dir: str, numa: int) -> Device:
     kind = parsed_name.kind
     physfn: str | None = None
     vf_index: int | None = None
     total = num = 0
     if kind is DeviceKind.VF:
         try:
-            physfn = os.path.basename(os.readlink(attribute("physfn")))
+            physfn = os.path.basename(os.readlink("physfn", dir_fd=dev_fd))
         except OSError as exc:
             raise _Skip("VF without a physfn link") from exc
         if physfn != parsed_name.physfn:
             raise _Skip(f"physfn link names {physfn}, expected {parsed_name.physfn}")
         vf_index = parsed_name.vf_index
-        address = _parse(attribute("pci_address"), PciAddress.parse)
+        address = _parse("pci_address", dev_fd, PciAddress.parse)
     else:
         pci_name = os.path.basename(pci_dir)
         try:
             address = PciAddress.parse(pci_name)
         except ValueError as exc:
             raise _Skip(f"device link does not name a PCI function: {pci_name}") from exc
-        total = _parse(attribute("sriov_totalvfs"), lambda t: abi.parse_u64(t, "sriov_totalvfs"))
-        num = _parse(attribute("sriov_numvfs"), lambda t: abi.parse_u64(t, "sriov_numvfs"))
+        total = _parse("sriov_totalvfs", dev_fd, _parse_totalvfs)
+        num = _parse("sriov_numvfs", dev_fd, _parse_numvfs)
     return Device(
         name=name,
         kind=kind,
-        uuid=_parse(attribute("uuid"), abi.parse_uuid),
-        memory_size=_parse(attribute("memory_size"), lambda t: abi.parse_u64(t, "memory_size")),
-        capabilities=_parse(attribute("capabilities"), abi.parse_capabilities),
-        status=_parse(attribute("status"), abi.parse_status),
+        uuid=_parse("uuid", dev_fd, abi.parse_uuid),
+        memory_size=_parse("memory_size", dev_fd, _parse_memory),
+        capabilities=_parse("capabilities", dev_fd, abi.parse_capabilities),
+        status=_parse("status", dev_fd, abi.parse_status),
         numa_node=numa if numa >= 0 else None,
         pci_address=address,
         pcie_root=pcie_root_of(pci_dir),
-        fw_version=_parse(attribute("fw_version"), abi.parse_version),
+        fw_version=_parse("fw_version", dev_fd, abi.parse_version),
         physfn=physfn,
         vf_index=vf_index,
         sriov_totalvfs=total,

@@ -40,6 +40,7 @@ USER_AGENT = "mockaccel-controller"
 WATCH_TIMEOUT_S = 300
 # The API server's request limit is 3 MiB; an event is one object plus a few bytes.
 MAX_WATCH_EVENT_BYTES = 8 * 1024 * 1024
+LIST_PAGE = 16  # slices per page of a list: ≤ 2,048 devices of decoded JSON at a time
 _SPEC_FIELDS = frozenset({"driver", "pool", "nodeName", "devices"})
 _LIBRARY_ERRORS = (ApiException, aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
@@ -144,10 +145,25 @@ def device_from_wire(obj: Mapping[str, Any], version: str) -> DeviceSpec:
     return DeviceSpec.of(name, attributes, capacity, extras)
 
 
-def stored_from_wire(obj: Mapping[str, Any], version: str) -> StoredSlice:
+def stored_from_wire(
+    obj: Mapping[str, Any], version: str, written: tuple[Sequence[Any], tuple[DeviceSpec, ...]] | None = None
+) -> StoredSlice:
+    """The domain value of a slice; ``written`` is (wire devices, their specs) of a write this answers.
+
+    When the server stored the devices exactly as written (a plain comparison
+    of the JSON values, in C), the written specs are reused instead of being
+    converted back one attribute at a time: on a 10,000-device node that
+    conversion was a third of the time to publish, and a second copy of every
+    device in memory.
+    """
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     pool = spec.get("pool") or {}
+    wire_devices = spec.get("devices") or []
+    if written is not None and wire_devices == written[0]:
+        devices = written[1]
+    else:
+        devices = tuple(device_from_wire(d, version) for d in wire_devices)
     return StoredSlice(
         name=str(metadata.get("name", "")),
         uid=str(metadata.get("uid", "")),
@@ -155,7 +171,7 @@ def stored_from_wire(obj: Mapping[str, Any], version: str) -> StoredSlice:
         pool=str(pool.get("name", "")),
         generation=int(pool.get("generation") or 0),
         slice_count=int(pool.get("resourceSliceCount") or 0),
-        devices=tuple(device_from_wire(d, version) for d in spec.get("devices") or ()),
+        devices=devices,
         labels=dict(metadata.get("labels") or {}),
         foreign_spec=tuple(sorted(k for k, v in spec.items() if k not in _SPEC_FIELDS and v)),
         # Only the metadata is needed again (an update echoes it); the devices' JSON is not kept:
@@ -216,19 +232,26 @@ class KubeApi:
     async def _call(
         self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None, body: Any = None
     ) -> Any:
+        # ApiClient.request, not call_api: the bodies here are plain JSON values already, and
+        # call_api walks them with a Python call per value first (sanitize_for_serialization),
+        # about a second of CPU for the creates of a 10,000-device node. The rest of what call_api
+        # does is here: default headers (User-Agent), the token, the host; the status check and
+        # the JSON encoding of the body are the REST client's, as before.
+        client = self._client
+        headers = {"Accept": "application/json", "Content-Type": "application/json", **client.default_headers}
+        params = list(query or [])
         try:
-            return await self._client.call_api(
-                path,
+            await client.update_params_for_auth(headers, params, ["BearerToken"])
+            response = await client.request(
                 method,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                f"{client.configuration.host}{path}",
+                query_params=params,
+                headers=headers,
                 body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
                 _preload_content=True,
                 _request_timeout=self._timeout,
             )
+            return json.loads(response.data) if response.data else None
         except _LIBRARY_ERRORS as exc:
             raise translate_api_error(exc, what) from exc
 
@@ -250,23 +273,51 @@ class KubeApi:
         return Owner(self.node, str(node["metadata"]["uid"]))
 
     async def list_slices(self) -> tuple[list[StoredSlice], str]:
-        """This node's slices of this driver, and the list's resourceVersion (to start a watch)."""
-        result = await self._call("GET", self._collection, "list slices", query=self._selector)
+        """This node's slices of this driver, and the list's resourceVersion (to start a watch).
+
+        Listed in pages of ``LIST_PAGE`` slices (one snapshot: the pages share the
+        first page's resourceVersion), so that no more than a page of decoded JSON
+        is alive at once: a 10,000-device node's list in one piece was the peak
+        of the controller's memory.
+        """
         # A slice whose resourceVersion is unchanged converts to the same value: reuse it. On a
         # 1,024-device node converting every device of every listed slice was a third of a pass.
         items: list[StoredSlice] = []
         parsed: dict[tuple[str, str], StoredSlice] = {}
-        for item in result.get("items") or ():
-            metadata = item.get("metadata") or {}
-            key = (str(metadata.get("uid", "")), str(metadata.get("resourceVersion", "")))
-            stored = self._parsed.get(key)
-            if stored is None:
-                stored = stored_from_wire(item, self.version)
-            if all(key):
-                parsed[key] = stored
-            items.append(stored)
+        version = ""
+        token = ""
+        while True:
+            query = [*self._selector, ("limit", str(LIST_PAGE))] + ([("continue", token)] if token else [])
+            result = await self._call("GET", self._collection, "list slices", query=query)
+            for item in result.get("items") or ():
+                metadata = item.get("metadata") or {}
+                key = (str(metadata.get("uid", "")), str(metadata.get("resourceVersion", "")))
+                stored = self._parsed.get(key)
+                if stored is None:
+                    stored = stored_from_wire(item, self.version)
+                if all(key):
+                    parsed[key] = stored
+                items.append(stored)
+            list_metadata = result.get("metadata") or {}
+            version = version or str(list_metadata.get("resourceVersion", ""))
+            token = str(list_metadata.get("continue") or "")
+            del result
+            if not token:
+                break
         self._parsed = parsed
-        return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
+        return items, version
+
+    async def list_version(self) -> str:
+        """The current resourceVersion of this node's slices (to start a watch), without listing them."""
+        query = [*self._selector, ("limit", "1")]
+        result = await self._call("GET", self._collection, "list slices", query=query)
+        return str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _written(self, obj: Mapping[str, Any], body: Mapping[str, Any], content: SliceWrite) -> StoredSlice:
+        stored = stored_from_wire(obj, self.version, (body["spec"]["devices"], content.devices))
+        if stored.uid and stored.resource_version:  # a later list of the same version reuses it
+            self._parsed[(stored.uid, stored.resource_version)] = stored
+        return stored
 
     async def create(self, content: SliceWrite, owner: Owner) -> StoredSlice:
         body = {
@@ -280,7 +331,7 @@ class KubeApi:
             "spec": slice_spec_to_wire(content, self.version, self.driver, self.node),
         }
         created = await self._call("POST", self._collection, "create slice", body=body)
-        return stored_from_wire(created, self.version)
+        return self._written(created, body, content)
 
     async def update(self, target: StoredSlice, content: SliceWrite) -> StoredSlice:
         """Replace the slice's spec, guarded by its resourceVersion; other metadata is kept."""
@@ -298,7 +349,7 @@ class KubeApi:
             updated = await self._call("PUT", f"{self._collection}/{target.name}", "update slice", body=body)
         except NotFoundError as exc:
             raise ConflictError(f"slice {target.name} vanished before its update") from exc
-        return stored_from_wire(updated, self.version)
+        return self._written(updated, body, content)
 
     async def delete(self, target: StoredSlice) -> None:
         """Delete the slice only if it is still the one we planned with (uid and resourceVersion)."""

@@ -28,7 +28,7 @@ When nothing differs the plan is empty: an idle controller makes no writes.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,16 +151,30 @@ def _plan_pool(
     return deletes, updates, creates, generation
 
 
-def plan(desired: DesiredState, stored: Iterable[StoredSlice], *, driver: str, node: str) -> Plan:
-    """The ordered operations that turn ``stored`` into ``desired`` (empty when equal)."""
+def plan(
+    desired: DesiredState,
+    stored: Iterable[StoredSlice],
+    *,
+    driver: str,
+    node: str,
+    pools: Collection[str] | None = None,
+) -> Plan:
+    """The ordered operations that turn ``stored`` into ``desired`` (empty when equal).
+
+    ``pools`` limits the plan to those pools (None: all): a caller that knows
+    which pools changed since a plan that left nothing to do need not compare
+    the others' devices again.
+    """
     by_pool: dict[str, list[StoredSlice]] = defaultdict(list)
     for s in stored:
-        by_pool[s.pool].append(s)
+        if pools is None or s.pool in pools:
+            by_pool[s.pool].append(s)
+    wanted = desired.pools.keys() if pools is None else desired.pools.keys() & pools
     deletes: list[Delete] = []
     updates: list[Update] = []
     creates: list[Create] = []
     generations: dict[str, int] = {}
-    for pool in sorted(set(by_pool) | set(desired.pools)):
+    for pool in sorted(by_pool.keys() | wanted):
         spec = desired.pools.get(pool)
         labels = slice_labels(driver, node, spec) if spec is not None else {}
         d, u, c, generation = _plan_pool(pool, spec, by_pool.get(pool, []), labels)

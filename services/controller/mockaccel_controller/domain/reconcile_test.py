@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mockaccel_common.model import Device
 from mockaccel_controller.domain.reconcile import Create, Delete, Plan, SliceWrite, StoredSlice, Update, plan
-from mockaccel_controller.domain.slices import DesiredState, desired_state
+from mockaccel_controller.domain.slices import DesiredState, SliceBuilder, desired_state
 from mockaccel_controller.domain.slices_test import pf, vf
 
 DRIVER = "mock-accel.example.com"
@@ -224,3 +224,26 @@ def test_a_pool_that_stays_desired_never_has_zero_slices(steps: list[list[int]])
                 assert view.get(pool, 0) > 0, f"pool {pool} had no slice during a change"
         previous = set(desired.pools)
         assert store.sync(desired).empty
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(device_sets, min_size=1, max_size=5))
+def test_planning_only_the_pools_the_builder_names_converges_like_a_full_plan(steps: list[list[Device]]) -> None:
+    store = FakeStore()
+    builder = SliceBuilder(NODE, DRIVER)
+    for devices in steps:
+        dirty = builder.replace(devices)
+        desired = builder.state()
+        store.apply(plan(desired, store.slices.values(), driver=DRIVER, node=NODE, pools=dirty))
+        assert plan(desired, store.slices.values(), driver=DRIVER, node=NODE).empty  # nothing left elsewhere
+        assert desired == state(devices)
+
+
+def test_a_plan_limited_to_some_pools_leaves_the_others_alone() -> None:
+    store = FakeStore()
+    store.sync(state(two_numa()))
+    a = pf(0, numa=0)
+    desired = state([a, pf(1, numa=1, memory=2 * 2**30)])  # both pools differ now
+    ops = plan(desired, store.slices.values(), driver=DRIVER, node=NODE, pools={f"{NODE}/numa1"})
+    assert {op.content.pool for op in ops.operations if isinstance(op, Update)} == {f"{NODE}/numa1"}
+    assert ops.count(Delete) == ops.count(Create) == 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -12,6 +13,7 @@ from mockaccel_common.regmap import Capability, Status
 from mockaccel_controller.domain.slices import (
     MAX_DEVICES_PER_SLICE,
     Attribute,
+    SliceBuilder,
     desired_state,
     slice_labels,
     validate_pool,
@@ -176,15 +178,69 @@ def test_a_250_character_node_name_makes_the_pool_unpublishable_not_an_api_error
     assert list(short.pools) == ["n" * 240 + "/numa0"]
 
 
-def test_a_device_read_again_unchanged_reuses_its_entry_and_a_changed_one_does_not() -> None:
+def test_the_builder_reuses_an_unchanged_entry_and_rebuilds_only_the_pools_that_changed() -> None:
     parent = pf(0)
-    first = desired_state("n", DRIVER, [parent, vf(parent, 0), pf(1)])
+    builder = SliceBuilder("n", DRIVER)
+    assert builder.update([parent, vf(parent, 0), pf(1)]) == {"n/numa0"}
+    first = builder.state()
     moved = pf(1, numa=1)
-    second = desired_state("n", DRIVER, [parent, vf(parent, 0), moved], first.checked)
-    assert second == desired_state("n", DRIVER, [parent, vf(parent, 0), moved])  # the memo changes nothing
-    old = first.pools["n/numa0"].slices[0].devices[0]
-    new = second.pools["n/numa0"].slices[0].devices[0]
-    assert old.name == new.name == "mock0"
-    assert new is old  # reused, not converted again
-    assert second.pools["n/numa1"].slices[0].devices[0].name == "mock1"
-    assert set(second.checked) == {parent, vf(parent, 0), moved}  # only this pass's devices are kept
+    assert builder.update([parent, moved]) == {"n/numa0", "n/numa1"}  # mock1 left numa0 for numa1
+    second = builder.state()
+    assert second == desired_state("n", DRIVER, [parent, vf(parent, 0), moved])
+    assert second.pools["n/numa0"].slices[0].devices[0] is first.pools["n/numa0"].slices[0].devices[0]
+    assert builder.update([dataclasses.replace(parent, status=Status.ALLOCATED)]) == set()  # same entry
+    assert builder.update([], gone=["mock1"]) == {"n/numa1"}
+    assert list(builder.state().pools) == ["n/numa0"]
+    assert builder.replace([vf(parent, 0)]) == {"n/numa0"}
+    assert builder.state() == desired_state("n", DRIVER, [vf(parent, 0)])
+    assert len(builder) == 1
+
+
+def test_a_rejected_device_is_reported_by_the_builder_until_it_is_fixed() -> None:
+    builder = SliceBuilder("n", DRIVER)
+    builder.update([pf(0, memory=2**64 - 1), pf(1)])
+    assert [r.name for r in builder.state().rejected] == ["mock0"]
+    assert builder.update([pf(0)]) == {"n/numa0"}
+    assert builder.state().rejected == ()
+    assert builder.state().device_count == 2
+
+
+_readings = st.lists(
+    st.tuples(
+        st.integers(0, 5),  # PF index
+        st.one_of(st.none(), st.integers(0, 2)),  # NUMA node
+        st.sampled_from([16 * GiB, 2**64 - 1]),  # memory: the second cannot be published
+        st.booleans(),  # gone instead of read
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_readings, min_size=1, max_size=6), st.integers(1, 3))
+def test_the_builder_after_any_updates_equals_a_fresh_build_and_names_every_changed_pool(
+    passes: list[list[tuple[int, int | None, int, bool]]], vfs: int
+) -> None:
+    builder = SliceBuilder("n", DRIVER)
+    known: dict[str, Device] = {}
+    before = builder.state()
+    for readings in passes:
+        read: list[Device] = []
+        gone: list[str] = []
+        last = {index: (numa, memory, is_gone) for index, numa, memory, is_gone in readings}  # one per pass
+        for index, (numa, memory, is_gone) in last.items():
+            parent = pf(index, numa=numa, memory=memory)
+            family = [parent, *(vf(parent, i) for i in range(vfs))]
+            if is_gone:
+                gone += [d.name for d in family]
+                for d in family:
+                    known.pop(d.name, None)
+            else:
+                read += family
+                known.update((d.name, d) for d in family)
+        dirty = builder.update(read, gone)
+        after = builder.state()
+        assert after == desired_state("n", DRIVER, known.values())
+        changed = {p for p in before.pools.keys() | after.pools.keys() if before.pools.get(p) != after.pools.get(p)}
+        assert changed <= dirty
+        before = after
