@@ -110,7 +110,8 @@ class ControllerProcess:
             self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         if profile:
             self.env["PEX_INTERPRETER"] = "1"  # the pex as an interpreter, to run cProfile around the module
-            module = [*interpreter, "-m", "cProfile", "-o", str(profile / f"{node}.pstats"), "-m", "mockaccel_controller"]
+            stats = str(profile / f"{node}.pstats")
+            module = [*interpreter, "-m", "cProfile", "-o", stats, "-m", "mockaccel_controller"]
         elif self.pex:
             module = interpreter  # the pex's entry point is mockaccel_controller.__main__
         else:
