@@ -4,9 +4,14 @@ Run from the repo root (the provisioned Kubernetes binaries are found as the tes
     PYTHONPATH=libs/mockaccel-common:libs/mockaccel-testing:services/controller \\
         python3 tools/bench/controller_bench.py [--changes 40] [--profile DIR]
 
-The controller runs as its own process (``python -m mockaccel_controller``,
-default settings unless named), as in production; this process only writes
-sysfs and watches the API. Measures (goals of issue 15 item 4):
+The controller runs as its own process, default settings unless named, as in
+production: by default the production pex (``./pants package
+services/controller/mockaccel_controller:controller``, what the container image
+runs) when it has been built, else ``python -m mockaccel_controller`` from this
+interpreter's environment (``--pex PATH`` names a pex, ``--no-pex`` forces the
+latter; the export environment has dev packages, such as ``rich``, that the
+pex lacks and that change start-up and RSS). The first line of output says
+which. This process only writes sysfs and watches the API. Measures (goals of issue 15 item 4):
   latency   sysfs change -> the controller's last slice write for it visible in a
             watch, 1,024-device node, N changes (sriov_numvfs 7 -> 0 -> 7)    p99 <= 300 ms
   publish   10,240 devices in one tree (10 nodes' worth), start -> all in slices   <= 5 s
@@ -41,6 +46,7 @@ from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
 from mockaccel_testing.controller import WriteCounter, list_slices
 
 VFS = 7
+PEX = Path(__file__).resolve().parents[2] / "dist/services.controller.mockaccel_controller/controller.pex"
 QUIET_S = 0.5  # no slice write for this long after a change: the controller is done with it
 
 
@@ -88,18 +94,30 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 
 
 class ControllerProcess:
-    """``python -m mockaccel_controller`` for one node; ``ready`` is set by its "ready" log line."""
+    """The controller for one node (its pex, or ``python -m``); ``ready`` is set by its "ready" log line."""
+
+    pex: Path | None = None  # set from the command line: run this pex instead of ``python -m``
 
     def __init__(
         self, node: str, sysfs: Path, kubeconfig: Path, extra: Sequence[str], profile: Path | None, logs: Path | None
     ) -> None:
         self.node = node
         self.logs = logs
-        runner = [sys.executable, "-m", "cProfile", "-o", str(profile / f"{node}.pstats")] if profile else [
-            sys.executable
-        ]
+        interpreter = [str(self.pex)] if self.pex else [sys.executable]
+        if self.pex:  # the pex's own environment only: no PYTHONPATH from this process
+            self.env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        else:
+            self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        if profile:
+            self.env["PEX_INTERPRETER"] = "1"  # the pex as an interpreter, to run cProfile around the module
+            stats = str(profile / f"{node}.pstats")
+            module = [*interpreter, "-m", "cProfile", "-o", stats, "-m", "mockaccel_controller"]
+        elif self.pex:
+            module = interpreter  # the pex's entry point is mockaccel_controller.__main__
+        else:
+            module = [*interpreter, "-m", "mockaccel_controller"]
         self.command = [
-            *runner, "-m", "mockaccel_controller", "--node-name", node, "--sysfs-root", str(sysfs),
+            *module, "--node-name", node, "--sysfs-root", str(sysfs),
             "--kubeconfig", str(kubeconfig), "--require-agent", "false", *extra,
         ]  # fmt: skip
         self.process: asyncio.subprocess.Process | None = None
@@ -128,7 +146,7 @@ class ControllerProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             limit=1 << 24,  # a failure's traceback is one long JSON line
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            env=self.env,
         )
         reader = asyncio.create_task(self._read())
         try:
@@ -281,10 +299,22 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="run each controller under cProfile, stats into this folder")
     parser.add_argument("--logs", type=Path, help="keep each controller's log in this folder")
     parser.add_argument("--trees", type=Path, help="keep the simulated trees here and reuse them in later runs")
+    runner = parser.add_mutually_exclusive_group()
+    runner.add_argument("--pex", type=Path, help=f"run the controller from this pex (default: {PEX.name} if built)")
+    runner.add_argument("--no-pex", action="store_true", help="run python -m mockaccel_controller in this environment")
     parser.add_argument(
         "--only", nargs="+", default=["latency", "publish", "idle"], choices=["latency", "publish", "idle"]
     )
     args = parser.parse_args()
+    if args.pex is None and not args.no_pex and PEX.is_file():
+        args.pex = PEX
+    if args.pex is not None and not args.pex.is_file():
+        parser.error(f"no pex at {args.pex}")
+    ControllerProcess.pex = args.pex
+    print(
+        f"controller: {'pex ' + str(args.pex) if args.pex else 'python -m mockaccel_controller'}"
+        f" ({'production pex' if args.pex else 'this environment: ' + sys.executable})"
+    )
     for folder in (args.profile, args.logs):
         if folder:
             folder.mkdir(parents=True, exist_ok=True)

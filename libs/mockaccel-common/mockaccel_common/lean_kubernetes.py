@@ -2,10 +2,12 @@
 
 ``kubernetes_asyncio.client`` imports every API class and every model at
 import time: about 37 MiB of resident memory that a per-node daemon, which
-uses two APIs and a dozen models, never needs. ``install()`` puts two lazy
-packages in their place before anything imports them: each one reads the
-names its real ``__init__.py`` exports (the generated
-``from <module> import <Name>`` lines, parsed as text, not executed) and
+uses two APIs and a dozen models, never needs; the top package also imports
+``dynamic``, ``stream`` and ``utils`` (and through them yaml's loaders for
+manifests), which the services never use. ``install()`` puts lazy packages in
+their place before anything imports them: each one reads the names its real
+``__init__.py`` exports (the ``from <module> import <Name>`` and
+``import <module> as <name>`` lines, parsed as text, not executed) and
 imports a name's module the first time the name is used. Behaviour is
 unchanged; only *when* a module is imported differs.
 
@@ -24,8 +26,15 @@ import types
 from pathlib import Path
 from typing import Any
 
-_LAZY_PACKAGES = ("kubernetes_asyncio.client", "kubernetes_asyncio.client.api", "kubernetes_asyncio.client.models")
-_EXPORT = re.compile(r"^from (kubernetes_asyncio\.client\.[\w.]+) import (\w+)\s*$", re.MULTILINE)
+_LAZY_PACKAGES = (
+    "kubernetes_asyncio",
+    "kubernetes_asyncio.client",
+    "kubernetes_asyncio.client.api",
+    "kubernetes_asyncio.client.models",
+)
+_EXPORT = re.compile(r"^from (kubernetes_asyncio\.[\w.]+) import (\w+)\s*$", re.MULTILINE)
+_SUBMODULE = re.compile(r"^import (kubernetes_asyncio\.\w+) as (\w+)\s*$", re.MULTILINE)
+_DUNDER = re.compile(r"^(__\w+__) = \"([^\"]*)\"\s*$", re.MULTILINE)  # __version__ = "36.1.0"
 
 
 class LazyPackage(types.ModuleType):
@@ -58,7 +67,7 @@ class LazyPackage(types.ModuleType):
 
 def install() -> bool:
     """Install the lazy packages; True when they are in place."""
-    if "kubernetes_asyncio" in sys.modules or any(name in sys.modules for name in _LAZY_PACKAGES):
+    if any(name in sys.modules for name in _LAZY_PACKAGES):
         return False
     spec = importlib.util.find_spec("kubernetes_asyncio")
     if spec is None or not spec.submodule_search_locations:
@@ -68,11 +77,14 @@ def install() -> bool:
         directory = root.joinpath(*name.split(".")[1:])
         source = (directory / "__init__.py").read_text(encoding="utf-8")
         exports = {symbol: module for module, symbol in _EXPORT.findall(source)}
-        sys.modules[name] = LazyPackage(name, directory, exports)
-    # Initialise the top package now, in the order its own imports expect
-    # (kubernetes_asyncio → config → client.ApiClient → client.models): a
-    # first import that starts at client.api_client would meet config's
-    # ``from kubernetes_asyncio.client import ApiClient`` half-way through
-    # and fail with a circular ImportError.
-    importlib.import_module("kubernetes_asyncio")
+        sys.modules[name] = package = LazyPackage(name, directory, exports)
+        # The top package's ``import kubernetes_asyncio.config as config``
+        # lines: submodules, found by the attribute fallback on first use.
+        if submodules := [alias for _module, alias in _SUBMODULE.findall(source)]:
+            package.__dict__["__all__"] = submodules
+        package.__dict__.update(_DUNDER.findall(source))
+    # The top package is lazy too, so its real ``__init__`` (which imports
+    # config, then client.ApiClient half-way through config) never runs: a
+    # first import may start anywhere, e.g. at client.api_client, without
+    # meeting a half-initialised module.
     return True

@@ -50,3 +50,21 @@ def test_install_is_a_no_op_once_imported() -> None:
         """
     )
     assert out.strip() == "False"
+
+
+def test_top_package_is_lazy_and_keeps_its_metadata() -> None:
+    out = run(
+        """
+        import sys
+        from mockaccel_common import lean_kubernetes
+        assert lean_kubernetes.install()
+        import kubernetes_asyncio
+        from kubernetes_asyncio.client.api_client import ApiClient  # a first import deep in the package
+        from kubernetes_asyncio import config, watch
+        unused = [m for m in ("dynamic", "stream", "utils") if f"kubernetes_asyncio.{m}" in sys.modules]
+        from kubernetes_asyncio.dynamic import discovery  # reads the top package's __version__
+        print(kubernetes_asyncio.__version__ != "", ",".join(unused) or "-", callable(config.load_kube_config))
+        print(sorted(kubernetes_asyncio.__all__) == ["client", "config", "dynamic", "stream", "utils", "watch"])
+        """
+    )
+    assert out.split() == ["True", "-", "True", "True"]
