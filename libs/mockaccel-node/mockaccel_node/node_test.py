@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_node.node import KERNEL_PROBLEM
+from mockaccel_node.plan import plan_node, server_args
+
+TOPOLOGY = """
+[[node]]
+name = "n"
+
+[[node.pf]]
+numa_node = -1
+
+[[node.pf]]
+numa_node = 1
+"""
 
 
 @pytest.mark.parametrize(
@@ -38,3 +53,18 @@ def test_checker_reports_are_problems(line: str) -> None:
 )
 def test_ordinary_lines_are_not(line: str) -> None:
     assert not KERNEL_PROBLEM.search(line)
+
+
+def test_only_pfs_behind_an_expander_are_served_without_intx(tmp_path: Path) -> None:
+    """QEMU routes no INTx from behind pxb-pcie: those servers offer MSI only (--intx false)."""
+    node = loads_topology(TOPOLOGY).node("n")
+    plan = plan_node(node, tmp_path)
+    without = {pf.name for pf in plan.pfs if "--intx" in server_args(pf, None)}
+    behind = {pf.name for pf in plan.pfs if pf.placement.expander_bus}
+    assert behind, "the topology places a PF on a NUMA node (behind an expander)"
+    assert without == behind
+    assert len(plan.pfs) > len(behind), "and one on the root bus"
+    for pf in plan.pfs:
+        args = server_args(pf, None)
+        if pf.name in without:
+            assert args[args.index("--intx") + 1] == "false"

@@ -75,6 +75,10 @@ def server_args(pf: PfPlan, wordlist: Path | None) -> list[str]:
     ]  # fmt: skip
     if wordlist is not None:
         args += ["--wordlist", str(wordlist)]
+    if pf.placement.expander_bus:
+        # QEMU routes no INTx from behind pxb-pcie: the device offers MSI only, so a guest
+        # without MSI (pci=nomsi) polls it instead of meeting an interrupt no handler claims.
+        args += ["--intx", "false"]
     return [*args, str(pf.socket)]
 
 

@@ -57,7 +57,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         vfu_level = logging.DEBUG if settings.log_level == "debug" else logging.INFO
         vfu = stack.enter_context(VfuContext(binding, socket_path, log_level=vfu_level))
         limits = Limits(negotiation_timeout=settings.negotiation_timeout, io_timeout=settings.io_timeout)
-        server = VfioServer(vfu, device, faults, limits=limits)
+        server = VfioServer(vfu, device, faults, limits=limits, intx=settings.intx)
         server.describe()
         log.info(
             "device_configured",

@@ -95,8 +95,11 @@ class Limits:
 class VfioServer:
     """Bridges a ``Device`` and ``Faults`` to one ``VfuContext`` and serves it."""
 
-    def __init__(self, vfu: VfuContext, device: Device, faults: Faults, *, limits: Limits | None = None) -> None:
+    def __init__(
+        self, vfu: VfuContext, device: Device, faults: Faults, *, limits: Limits | None = None, intx: bool = True
+    ) -> None:
         self._vfu = vfu
+        self._intx = intx
         self._device = device
         self._faults = faults
         self._limits = limits or Limits()
@@ -114,7 +117,7 @@ class VfioServer:
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
-        self._config = describe_pf(self._vfu, self._on_bar0, self._on_reset, self._on_intx_state)
+        self._config = describe_pf(self._vfu, self._on_bar0, self._on_reset, self._on_intx_state, intx=self._intx)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -385,7 +388,7 @@ class VfioServer:
         rising = line and not self._irq_line
         self._irq_line = line
         msi = self._config is not None and self._config.msi_enabled()
-        if rising and (msi or not self._intx_masked):  # a masked INTx says nothing about MSI
+        if rising and (msi or (self._intx and not self._intx_masked)):  # a masked INTx says nothing about MSI
             self._trigger("cause_pending")
 
     def _trigger(self, reason: str) -> None:

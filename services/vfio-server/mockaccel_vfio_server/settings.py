@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         help="Longest blocking read or write on a client connection; a client that stalls one is disconnected.",
         unit="s",
     )
+    intx: bool = setting(
+        True,
+        env="MOCKACCEL_INTX",
+        help="Offer a legacy INTx line (Interrupt Pin INTA#) next to MSI; false where the platform routes no "
+        "INTx (QEMU behind pxb-pcie), so a guest without MSI polls instead of meeting an unrouted line.",
+    )
     libvfio_user_prefix: Path | None = setting(
         None, env="MOCKACCEL_LIBVFIO_USER_PREFIX", help="Install prefix of libvfio-user (tools/provision)."
     )

@@ -6,8 +6,10 @@ file there. The root-bus PF then has a level-triggered INTx line: each health
 change must raise it, and the driver must acknowledge the cause so the line
 drops and the next change interrupts again (a line left asserted would be
 disabled by the kernel as "nobody cared", which the host side fails on). QEMU
-routes no INTx from behind ``pxb-pcie``: health of those PFs arrives through
-the driver's poll alone.
+routes no INTx from behind ``pxb-pcie``: the test-bed serves those PFs with
+``--intx false`` (Interrupt Pin 0; an interrupt asserted there reached no handler
+and the kernel disabled the shared line), so their health arrives through the
+driver's poll alone.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ def test_root_bus_pf_interrupts_through_its_intx_line(kernel: GuestTarget) -> No
 
 
 def test_pxb_pcie_pf_health_arrives_through_the_poll(kernel: GuestTarget) -> None:
+    """Its server offers MSI only (no Interrupt Pin): without MSI the driver requests no line."""
     pf = pf_placed(kernel, "pxb-pcie")
     assert kernel.server_state(pf.name)["msi_enabled"] is False
+    assert pf.name not in Path("/proc/interrupts").read_text().split(), f"{pf.name} has an interrupt line"
     try:
         kernel.set_health(pf.name, False)
         kernel.eventually(lambda: kernel.read(pf.name, "health") == "unhealthy\n", "health follows (poll)")

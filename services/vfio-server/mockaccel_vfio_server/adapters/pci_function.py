@@ -90,9 +90,13 @@ def _add_msi_capability(vfu: VfuContext, express_offset: int) -> int:
 
 
 def describe_pf(
-    vfu: VfuContext, bar0: RegionHandler, reset: ResetHandler, intx_state: IrqStateHandler
+    vfu: VfuContext, bar0: RegionHandler, reset: ResetHandler, intx_state: IrqStateHandler, *, intx: bool = True
 ) -> ConfigSpace:
-    """Declare the PF on ``vfu`` and realize it (the context can then attach clients)."""
+    """Declare the PF on ``vfu`` and realize it (the context can then attach clients).
+
+    Without ``intx`` the function has MSI only: Interrupt Pin stays 0, so no guest
+    driver waits on a line the platform does not route.
+    """
     vfu.pci_init(PciType.EXPRESS, revision=rm.PCI_REVISION_ID)
     vfu.set_id(rm.PCI_VENDOR_ID, rm.PCI_DEVICE_ID_PF, rm.PCI_SUBSYSTEM_VENDOR_ID, rm.PCI_SUBSYSTEM_ID)
     base, sub, prog_if = (rm.PCI_CLASS_CODE >> 16) & 0xFF, (rm.PCI_CLASS_CODE >> 8) & 0xFF, rm.PCI_CLASS_CODE & 0xFF
@@ -104,8 +108,10 @@ def describe_pf(
     # A 32-bit non-prefetchable memory BAR: without the MEM flag it would be an I/O BAR.
     vfu.setup_region(Region.BAR0, rm.BAR0_SIZE, bar0, mem=True)
     vfu.setup_reset(reset)
-    vfu.setup_intx()  # realize then sets Interrupt Pin = INTA#
+    if intx:
+        vfu.setup_intx()  # realize then sets Interrupt Pin = INTA#
     vfu.setup_irqs(IrqKind.MSI, 1)
-    vfu.setup_irq_state(IrqKind.INTX, intx_state)
+    if intx:
+        vfu.setup_irq_state(IrqKind.INTX, intx_state)
     vfu.realize()
     return config
