@@ -21,7 +21,7 @@ from pathlib import Path
 from mockaccel_testing.binaries import KubeBinaries
 from mockaccel_testing.control_plane import ControlPlane, ControlPlaneStartError
 from mockaccel_testing.kubelet_node import KubeletNode, KubeletNodeStartError, NodeHost, NodeRuntime
-from mockaccel_testing.processes import stop_group
+from mockaccel_testing.processes import alive, stop_group
 from mockaccel_testing.service_process import python_env
 from mockaccel_testing.settings import Settings
 
@@ -139,9 +139,9 @@ def _down(state: Path) -> int:
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
     # Whatever the serve process could not stop: every component has its own group.
     for child in _recorded_pids(state).values():
@@ -195,7 +195,7 @@ def _running_pid(state: Path) -> int | None:
         pid = int((state / PID_FILE).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if alive(pid) else None
 
 
 def _recorded_pids(state: Path) -> dict[str, int]:
@@ -204,21 +204,6 @@ def _recorded_pids(state: Path) -> dict[str, int]:
     except (FileNotFoundError, ValueError):
         return {}
     return {str(k): int(v) for k, v in pids.items() if v}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours also counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 if __name__ == "__main__":

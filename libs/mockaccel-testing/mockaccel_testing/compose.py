@@ -34,6 +34,7 @@ from typing import Any
 from testcontainers.core.docker_client import DockerClient
 
 from mockaccel_testing import net
+from mockaccel_testing.processes import alive
 
 COMPOSE_FILE = Path("deploy/compose/compose.yaml")
 TOOL = Path("tools/compose")
@@ -155,7 +156,7 @@ class ComposeStack:
         reaped = []
         for project in sorted(p for p in projects if p.startswith(PROJECT_PREFIX) and p != self.project):
             pid = project.removeprefix(PROJECT_PREFIX).split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 orphan = ComposeStack(self.compose, self.image, project, self.out_dir, 0, "0.0.0", self.docker_host)
                 orphan.run("down", "-v", "--remove-orphans", "--timeout", "5", timeout=300, check=False)
                 reaped.append(project)
@@ -214,16 +215,6 @@ class ComposeCommandError(RuntimeError):
         command = " ".join(args)
         super().__init__(f"docker compose {command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         self.result = result
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _docker_client() -> Any:

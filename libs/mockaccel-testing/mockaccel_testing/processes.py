@@ -79,6 +79,22 @@ class ManagedProcess:
         return b"".join(last).decode(errors="replace").rstrip()
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours also counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def stop_group(pgid: int, grace: float = 10.0) -> None:
     """Stop a process group this process did not spawn (e.g. after a CLI restart)."""
     _signal_group(pgid, signal.SIGTERM)
