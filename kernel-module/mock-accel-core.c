@@ -18,6 +18,7 @@
 #include <linux/overflow.h>
 #include <linux/pci.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 
 #include "mock-accel.h"
 
@@ -29,10 +30,6 @@
 #define MOCK_ACCEL_VERSION "0.0.0-dev"
 #endif
 
-static struct class mock_accel_class = {
-	.name = MOCK_ACCEL_NAME,
-};
-
 /*
  * QEMU does not route INTx of devices behind a pxb-pcie expander (the NUMA
  * topology of docs/abi.md section 6.1), so health is also polled.
@@ -42,9 +39,9 @@ module_param(health_poll_ms, uint, 0444);
 MODULE_PARM_DESC(health_poll_ms, "Health poll period in ms as a backstop for INTx (0: off)");
 
 struct mock_accel_driver mock_accel = {
-	.class = &mock_accel_class,
 	.minors = XARRAY_INIT(mock_accel.minors, 0),
 	.pf_ida = IDA_INIT(mock_accel.pf_ida),
+	.devices = ATOMIC_INIT(0),
 };
 
 static void mock_accel_read_uuid(struct mock_accel_pf *pf, u32 reg, uuid_t *uuid)
@@ -94,9 +91,12 @@ void mock_accel_fn_put(struct mock_accel_fn *fn)
 	kref_put(&fn->ref, mock_accel_fn_release);
 }
 
+/* The last reference to a class device is gone: module exit may be waiting for it. */
 static void mock_accel_dev_release(struct device *dev)
 {
 	kfree(dev);
+	if (atomic_dec_and_test(&mock_accel.devices))
+		wake_up_var(&mock_accel.devices);
 }
 
 /* Create the class device, its /dev node and (for a VF) the physfn link. */
@@ -149,6 +149,7 @@ static struct mock_accel_fn *mock_accel_fn_create(struct mock_accel_pf *pf, u32 
 		ret = -ENOMEM;
 		goto err_free;
 	}
+	atomic_inc(&mock_accel.devices);
 	device_initialize(dev);
 	dev->class = mock_accel.class;
 	dev->parent = &pdev->dev;
@@ -681,6 +682,16 @@ static struct pci_driver mock_accel_driver = {
 	.dev_groups = mock_accel_pci_groups,
 };
 
+/* class_create() lost its owner argument in 6.4, when it stopped being a macro. */
+static struct class *mock_accel_class_create(void)
+{
+#ifdef class_create
+	return class_create(THIS_MODULE, MOCK_ACCEL_NAME);
+#else
+	return class_create(MOCK_ACCEL_NAME);
+#endif
+}
+
 static int __init mock_accel_init(void)
 {
 	int ret;
@@ -688,24 +699,33 @@ static int __init mock_accel_init(void)
 	ret = alloc_chrdev_region(&mock_accel.devt, 0, MOCK_ACCEL_MINORS, MOCK_ACCEL_NAME);
 	if (ret)
 		return ret;
-	cdev_init(&mock_accel.cdev, &mock_accel_fops);
-	mock_accel.cdev.owner = THIS_MODULE;
-	ret = cdev_add(&mock_accel.cdev, mock_accel.devt, MOCK_ACCEL_MINORS);
-	if (ret)
+	mock_accel.cdev = cdev_alloc();
+	if (!mock_accel.cdev) {
+		ret = -ENOMEM;
 		goto err_region;
-	/* A static class registers the same way on every kernel; devtmpfs nodes default to 0600. */
-	ret = class_register(&mock_accel_class);
-	if (ret)
+	}
+	mock_accel.cdev->ops = &mock_accel_fops;
+	mock_accel.cdev->owner = THIS_MODULE;
+	ret = cdev_add(mock_accel.cdev, mock_accel.devt, MOCK_ACCEL_MINORS);
+	if (ret) {
+		kobject_put(&mock_accel.cdev->kobj);
+		goto err_region;
+	}
+	/* devtmpfs gives class nodes mode 0600 by default. */
+	mock_accel.class = mock_accel_class_create();
+	if (IS_ERR(mock_accel.class)) {
+		ret = PTR_ERR(mock_accel.class);
 		goto err_cdev;
+	}
 	ret = pci_register_driver(&mock_accel_driver);
 	if (ret)
 		goto err_class;
 	return 0;
 
 err_class:
-	class_unregister(&mock_accel_class);
+	class_destroy(mock_accel.class);
 err_cdev:
-	cdev_del(&mock_accel.cdev);
+	cdev_del(mock_accel.cdev);
 err_region:
 	unregister_chrdev_region(mock_accel.devt, MOCK_ACCEL_MINORS);
 	return ret;
@@ -714,11 +734,13 @@ err_region:
 static void __exit mock_accel_exit(void)
 {
 	pci_unregister_driver(&mock_accel_driver);
-	class_unregister(&mock_accel_class);
-	cdev_del(&mock_accel.cdev);
+	class_destroy(mock_accel.class);
+	cdev_del(mock_accel.cdev);
 	unregister_chrdev_region(mock_accel.devt, MOCK_ACCEL_MINORS);
 	mock_accel_fw_exit();
 	ida_destroy(&mock_accel.pf_ida);
+	/* mock_accel_dev_release() is module code: it must not run after the module is gone. */
+	wait_var_event(&mock_accel.devices, !atomic_read(&mock_accel.devices));
 }
 
 module_init(mock_accel_init);

@@ -123,13 +123,20 @@ struct mock_accel_pf {
  * @cdev: one cdev for every minor; open() looks the function up in @minors
  * @pf_ida: PF numbers N
  * @minors: minor -> struct mock_accel_fn, for open()
+ * @devices: class devices not yet released; module exit waits for none
+ *
+ * The class and the cdev are allocated by the driver core, which frees them
+ * with its own code: their last reference may go after this module is gone
+ * (CONFIG_DEBUG_KOBJECT_RELEASE delays every release by seconds to prove it).
+ * A class device's release is ours, so exit waits for @devices to drop to 0.
  */
 struct mock_accel_driver {
 	struct class *class;
 	dev_t devt;
-	struct cdev cdev;
+	struct cdev *cdev;
 	struct ida pf_ida;
 	struct xarray minors;
+	atomic_t devices;
 };
 
 extern struct mock_accel_driver mock_accel;
