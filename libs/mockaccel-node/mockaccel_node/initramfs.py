@@ -25,6 +25,7 @@ from mockaccel_node.plan import ROOTFS_TAG, SHARE_TAG
 BUSYBOX = Path("/bin/busybox")
 READY_MARKER = "MOCKACCEL_DEVICES_READY"
 EXIT_MARKER = "MOCKACCEL_EXIT="
+HUNG_MARKER = "MOCKACCEL_HUNG_TASK"
 FIRMWARE_NAME = "mock-accel-wordlist.txt"
 
 # /init. PFS is the number of PFs to wait for. Inside the rootfs chroot the
@@ -38,6 +39,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 [ -t 1 ] || exec </dev/console >/dev/console 2>&1
+# A task the hung-task detector reports is a failed run: dump every blocked task to the
+# log and say so at once, so that the host need not wait out its timeout.
+(grep -q -m1 'blocked for more than' /dev/kmsg && { echo w >/proc/sysrq-trigger; sleep 3; echo "@HUNG@"; }) &
 for ko in $(cat /modules/order); do
 	insmod "/modules/$ko" || echo "mockaccel-node: insmod $ko failed"
 done
@@ -104,6 +108,7 @@ def init_script(pf_count: int) -> str:
     return (
         INIT.replace("@PFS@", str(pf_count))
         .replace("@READY@", READY_MARKER)
+        .replace("@HUNG@", HUNG_MARKER)
         .replace("@ROOTFS_TAG@", ROOTFS_TAG)
         .replace("@SHARE_TAG@", SHARE_TAG)
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mockaccel_node.bridge import BridgeServer, control_request
-from mockaccel_node.initramfs import EXIT_MARKER, READY_MARKER, InitramfsSpec, build_initramfs
+from mockaccel_node.initramfs import EXIT_MARKER, HUNG_MARKER, READY_MARKER, InitramfsSpec, build_initramfs
 from mockaccel_node.plan import ROOTFS_TAG, SHARE_TAG, NodePlan, plan_node, qemu_args, server_args
 from mockaccel_node.settings import NodeSettings
 
@@ -47,6 +47,13 @@ KERNEL_PROBLEM = re.compile(
 )
 SERVER_START_S = 90.0  # a cold cache compiles the cffi binding first
 SERVER_STOP_S = 10.0
+
+
+def hung_report(text: str, lines: int = 200) -> str:
+    """The serial log from the first hung-task report on: the task, its locks, every blocked task."""
+    start = text.find("blocked for more than")
+    start = text.rfind("\n", 0, start) + 1 if start >= 0 else 0
+    return "\n".join(text[start:].splitlines()[:lines])
 
 
 class NodeError(Exception):
@@ -188,6 +195,8 @@ class EmulatedNode:
             text = self.text()
             if marker in text:
                 return text
+            if HUNG_MARKER in text:
+                raise NodeError(f"the guest kernel reported a hung task before {marker!r}\n{hung_report(text)}")
             if self._qemu.poll() is not None:
                 text = self.text()
                 if marker in text:

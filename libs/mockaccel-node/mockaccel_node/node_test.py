@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mockaccel_common.simulator.topology import loads_topology
-from mockaccel_node.node import KERNEL_PROBLEM
+from mockaccel_node.node import KERNEL_PROBLEM, hung_report
 from mockaccel_node.plan import plan_node, server_args
 
 TOPOLOGY = """
@@ -53,6 +53,22 @@ def test_checker_reports_are_problems(line: str) -> None:
 )
 def test_ordinary_lines_are_not(line: str) -> None:
     assert not KERNEL_PROBLEM.search(line)
+
+
+def test_hung_report_starts_at_the_first_hung_task() -> None:
+    log = "\n".join(
+        [
+            "[    5.0] mock-accel 0000:01:00.0: mock0: uuid ...",
+            "[   40.1] INFO: task insmod:99 blocked for more than 20 seconds.",
+            "[   40.1] Call Trace:",
+            "[   45.0] sysrq: Show Blocked State",
+            *(f"[   45.{i}] frame {i}" for i in range(300)),
+        ]
+    )
+    report = hung_report(log, lines=50).splitlines()
+    assert report[0] == "[   40.1] INFO: task insmod:99 blocked for more than 20 seconds."
+    assert report[2] == "[   45.0] sysrq: Show Blocked State"
+    assert len(report) == 50
 
 
 def test_only_pfs_behind_an_expander_are_served_without_intx(tmp_path: Path) -> None:

@@ -103,7 +103,8 @@ def qemu_args(
     args = [
         "-accel", "tcg", "-nographic", "-no-reboot", "-nic", nic, "-vga", "none", "-monitor", "none",
         "-serial", f"file:{serial_log}", "-m", f"{mem}M", "-kernel", str(kernel), "-initrd", str(initrd),
-        "-append", f"console=ttyS0 panic=-1 loglevel=5 {append}".strip(),
+        # A ring the whole run fits in: the tests read dmesg for kernel reports after the suite.
+        "-append", f"console=ttyS0 panic=-1 loglevel=5 log_buf_len=16M {append}".strip(),
         "-machine", "q35", "-smp", f"{numa},sockets={numa},cores=1,threads=1",
     ]  # fmt: skip
     for n in range(numa):

@@ -110,6 +110,8 @@ def test_kernel_checks_on_the_debug_kernel(share: Path, tmp_path: Path) -> None:
     suite_log, marker, probe_log = text.partition(PROBE_MARKER)
     assert marker, f"the guest never reached the checker probe\n{node.tail(text)}"
     dmesg = (share / "dmesg-suite.txt").read_text()
+    # A report pushed out of the ring before this copy would pass unseen (log_buf_len, plan.py).
+    assert dmesg.startswith("[    0.000000]"), f"the kernel log wrapped before it was saved:\n{dmesg[:300]}"
     assert "KernelAddressSanitizer initialized" in dmesg, "the guest did not boot the KASAN kernel"
     problems = [line for line in (suite_log + dmesg).splitlines() if KERNEL_PROBLEM.search(line)]
     assert not problems, "the debug kernel reported problems:\n" + "\n".join(problems[:60])
