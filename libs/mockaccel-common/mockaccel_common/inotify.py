@@ -15,7 +15,6 @@ import ctypes.util
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
@@ -56,7 +55,7 @@ class Inotify:
             raise OSError(code, f"inotify_init1: {os.strerror(code)}")
         self.fd: int = fd
 
-    def add_watch(self, path: Path, mask: int) -> int:
+    def add_watch(self, path: str | os.PathLike[str], mask: int) -> int:
         wd = int(self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask))
         if wd < 0:
             code = ctypes.get_errno()

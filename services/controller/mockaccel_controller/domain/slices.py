@@ -156,8 +156,8 @@ def device_spec(device: Device, driver: str) -> DeviceSpec:
     if device.numa_node is not None:
         attributes.append(_shared((keys.numa_node, Attribute("int", device.numa_node))))
     if device.kind is DeviceKind.VF:
-        if device.physfn is not None:
-            attributes.append((keys.physfn, Attribute("string", device.physfn)))
+        if device.physfn is not None:  # shared by the PF's VFs (~1 MiB on a 10,240-function node)
+            attributes.append(_shared((keys.physfn, Attribute("string", device.physfn))))
         if device.vf_index is not None:
             attributes.append(_shared((keys.vf_index, Attribute("int", device.vf_index))))
     if device.pcie_root is not None:
