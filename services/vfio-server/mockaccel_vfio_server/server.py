@@ -296,6 +296,14 @@ class VfioServer:
             self._guest_reads += 1
         if faults.slow_ms:
             time.sleep(faults.slow_ms / 1000)  # the injected "slow hardware" fault, capped < QEMU's 5 s
+        if not is_write and not faults.fail_reads:  # the hot path: a register read, nothing injected
+            try:
+                self._device.read_into(offset, data)
+            except GuestError as exc:
+                width = len(data)
+                log.warning("guest_error", offset=offset, width=width, value=None, is_write=False, reason=exc.reason)
+                raise AccessRefused(errno.EINVAL) from exc
+            return
         width = len(data)
         value = int.from_bytes(data, "little") if is_write else None
         if (faults.fail_writes if is_write else faults.fail_reads):
