@@ -6,9 +6,18 @@ No client can crash or stall this loop. How, given what libvfio-user does:
   connection fd itself when a client goes away, and its poll fd changes
   (listening socket, connection, listening socket again). uvloop aborts the
   process (SIGABRT in libuv's epoll bookkeeping) if a watched fd is closed
-  behind its back. So the loop watches an fd only while *awaiting* readiness
-  (``_readable``): the reader is added after the library hands out the fd and
-  removed before any library call that could close it. No fd number is ever
+  behind its back, and libuv keys that bookkeeping by fd number. So the loop
+  never watches an fd the library may close. The listening socket is watched
+  only while *awaiting* a client (``_readable``). An attached connection is
+  registered in a private epoll instance that this module owns (``_watch``),
+  and the loop watches only that epoll fd, for the whole client: no reader is
+  added and removed around every message, and when the library closes the
+  connection the kernel drops it from our epoll by itself (nothing else holds
+  that socket). A persistent reader on the socket itself is not an option:
+  when the peer closes with a reply unread the socket reports EPOLLERR, and
+  uvloop then runs the reader once and closes its poll handle for good (a
+  client left attached with its messages unread; the fuzz suite's stall). An
+  epoll fd never reports an error, only "readable". No fd number is ever
   compared with an earlier one: state changes are known from return values.
 - **Attach runs in a worker thread with a deadline.** ``vfu_attach_ctx`` with
   ATTACH_NB accepts without blocking but then reads the VERSION negotiation
@@ -20,17 +29,20 @@ No client can crash or stall this loop. How, given what libvfio-user does:
 - **Every client error ends only that client.** Any ``vfu_run_ctx`` error
   other than ENOTCONN (a lost connection, already handled by the library)
   shuts the connection down and drains it, so the library's next read sees
-  end-of-file, detaches and resets the device. Under uvloop the connection is
-  non-blocking (libuv's ``uv_poll_init`` sets O_NONBLOCK on the watched file
-  description), so a body that never comes, or a client that never reads its
-  replies, costs an EAGAIN error reply rather than a wait. Whatever the loop,
-  the connection also gets receive and send timeouts, and a ``vfu_run_ctx``
+  end-of-file, detaches and resets the device. The connection is made
+  non-blocking when the client is attached, so a body that never comes, or a
+  client that never reads its replies, costs an EAGAIN error reply rather than
+  a wait. The connection also gets receive and send timeouts, and a ``vfu_run_ctx``
   call that still took ``io_timeout`` ends the client. Errors of the listening socket that say "no fds left" (EMFILE…)
   back off instead of spinning; only errors that mean the listening socket
   itself is broken stop the process.
 
 Each readiness runs at most ``burst`` messages and then returns to the loop,
-so a flooding client cannot starve signal handling or the control API.
+so a flooding client cannot starve signal handling or the control API. The
+default is one: QEMU waits for the reply to each access, so after a message
+there is almost never another one queued, and asking the library for it costs
+a receive that fails with EAGAIN on every access; the level-triggered
+readiness of the epoll fd already says whether more is waiting.
 Region callbacks run synchronously inside ``vfu_run_ctx`` on the loop thread;
 they are short, except the injected ``slow`` fault (capped, see faults.py).
 """
@@ -42,6 +54,7 @@ import concurrent.futures
 import contextlib
 import errno
 import os
+import select
 import socket
 import struct
 import time
@@ -63,7 +76,7 @@ from mockaccel_vfio_server.errors import GuestError
 
 log = get_logger("mockaccel_vfio_server.server")
 
-DEFAULT_BURST = 64
+DEFAULT_BURST = 1  # messages per readiness (see the module docstring)
 # errnos of vfu_attach_ctx that mean the listening socket itself is broken. Anything else
 # (EINVAL, EFAULT for fds sent with VERSION, EPROTO...) concerns one client that spoke garbage during negotiation.
 _FATAL_ATTACH_ERRNOS = {errno.EBADF, errno.ENOTSOCK, errno.EOPNOTSUPP}
@@ -106,6 +119,7 @@ class VfioServer:
         self._guest_reads = 0
         self._guest_writes = 0
         self._listen_fd = -1
+        self._watch: select.epoll | None = None
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
@@ -128,7 +142,11 @@ class VfioServer:
         self._listen_fd = self._vfu.poll_fd  # stable: the library closes it only in vfu_destroy_ctx
         log.info("server_listening", poll_fd=self._listen_fd)
         # One thread, so attach never waits behind other work in the default executor.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfu-attach") as worker:
+        with (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfu-attach") as worker,
+            select.epoll() as watch,
+        ):
+            self._watch = watch
             backoff = _BACKOFF_MIN_S
             while True:
                 await self._readable(self._listen_fd)
@@ -210,22 +228,64 @@ class VfioServer:
         return True
 
     async def _serve_client(self) -> None:
-        """Run the attached client's messages until it leaves or is ended."""
-        io_timeout = self._limits.io_timeout
-        while True:
-            await self._readable(self._vfu.poll_fd)
-            started = time.monotonic()
+        """Run the attached client's messages until it leaves or is ended.
+
+        The connection is registered in our epoll (level-triggered) and the
+        loop watches that epoll fd while the client is attached; the messages
+        run in the reader callback itself (no future, no task switch and no
+        ``epoll_ctl`` per message). The library may close the connection
+        inside that callback: the kernel then removes it from our epoll, and
+        the loop's registration (our epoll fd) is unaffected.
+        """
+        assert self._watch is not None
+        watch, conn = self._watch, self._vfu.poll_fd
+        os.set_blocking(conn, False)  # the fd is the library's, but its flags are ours to set
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def on_ready() -> None:
+            if finished.done():
+                return  # the client is gone; the reader goes when the awaiting task resumes
             try:
-                self._vfu.run(max_messages=self._limits.burst)
-            except VfuDisconnected:
-                log.info("client_detached", client=self._clients)
-                return
-            except VfuError as exc:
-                self._end_client("error", error=exc.strerror, errno=exc.errno)
-                return
-            if time.monotonic() - started >= io_timeout:
-                self._end_client("stalled the loop", took_s=round(time.monotonic() - started, 3))
-                return
+                if not self._run_messages():
+                    finished.set_result(None)
+            except Exception as exc:  # handed to the awaiting task, which raises it
+                finished.set_exception(exc)
+
+        watch.register(conn, select.EPOLLIN)
+        try:
+            loop.add_reader(watch.fileno(), on_ready)
+            try:
+                await finished
+            finally:
+                loop.remove_reader(watch.fileno())
+        finally:
+            # Normally already gone (the library closed it: EBADF, or the number is reused: ENOENT);
+            # still registered only when we stop while a client is attached.
+            with contextlib.suppress(OSError):
+                watch.unregister(conn)
+
+    def _run_messages(self) -> bool:
+        """Handle the messages of one readiness; False once the client is gone or has been ended."""
+        started = time.monotonic()
+        try:
+            self._vfu.run(max_messages=self._limits.burst)
+        except VfuDisconnected:
+            log.info("client_detached", client=self._clients)
+            return False
+        except VfuError as exc:
+            self._end_client("error", error=exc.strerror, errno=exc.errno)
+            return False
+        if self._vfu.poll_fd == self._listen_fd:
+            # Detached without saying so: when a reply fails with ECONNRESET the library closes the
+            # connection but vfu_run_ctx still returns success. The listening fd is open for the
+            # context's whole life, so no connection can have its number: this test cannot be fooled.
+            log.info("client_detached", client=self._clients)
+            return False
+        if time.monotonic() - started >= self._limits.io_timeout:
+            self._end_client("stalled the loop", took_s=round(time.monotonic() - started, 3))
+            return False
+        return True
 
     def _end_client(self, reason: str, **details: Any) -> None:
         """End the attached client: shut its connection down, drain it, let the library detach."""
@@ -296,6 +356,14 @@ class VfioServer:
             self._guest_reads += 1
         if faults.slow_ms:
             time.sleep(faults.slow_ms / 1000)  # the injected "slow hardware" fault, capped < QEMU's 5 s
+        if not is_write and not faults.fail_reads:  # the hot path: a register read, nothing injected
+            try:
+                self._device.read_into(offset, data)
+            except GuestError as exc:
+                width = len(data)
+                log.warning("guest_error", offset=offset, width=width, value=None, is_write=False, reason=exc.reason)
+                raise AccessRefused(errno.EINVAL) from exc
+            return
         width = len(data)
         value = int.from_bytes(data, "little") if is_write else None
         if (faults.fail_writes if is_write else faults.fail_reads):

@@ -191,7 +191,6 @@ class VfuContext:
         self._lib = binding.lib
         self._socket_path = socket_path
         self._pci_type: PciType | None = None
-        self._regions: dict[int, tuple[int, RegionHandler]] = {}
         self._reset: ResetHandler | None = None
         self._irq_state: dict[int, IrqStateHandler] = {}
         self._log_handler = log
@@ -238,7 +237,6 @@ class VfuContext:
         ctx, self._ctx = self._ctx, None
         self._lib.vfu_destroy_ctx(ctx)  # may still call the reset/log callbacks
         self._keepalive.clear()
-        self._regions.clear()
         self._irq_state.clear()
         self._handle = None
         self._socket_path.unlink(missing_ok=True)
@@ -307,9 +305,8 @@ class VfuContext:
             flags |= self._lib.VFU_REGION_FLAG_ALWAYS_CB
         callback = self._ffi.NULL
         if handler is not None:
-            callback = self._region_callback(int(region))
+            callback = self._region_callback(int(region), size, handler)
             self._keepalive.append(callback)
-            self._regions[int(region)] = (size, handler)
         ret = self._lib.vfu_setup_region(self._ptr, int(region), size, callback, flags, self._ffi.NULL, 0, -1, 0)
         self._check(ret, "vfu_setup_region")
 
@@ -373,8 +370,9 @@ class VfuContext:
         Raises ``VfuDisconnected`` when the client went away.
         """
         handled = 0
+        run_ctx, ctx = self._lib.vfu_run_ctx, self._ptr
         while max_messages is None or handled < max_messages:
-            ret = self._lib.vfu_run_ctx(self._ptr)
+            ret = run_ctx(ctx)
             if ret < 0:
                 err = self._ffi.errno
                 if err in (errno.EAGAIN, errno.EWOULDBLOCK):
@@ -432,21 +430,25 @@ class VfuContext:
 
         return ffi.callback("vfu_reset_cb_t *", on_reset, error=-1, onerror=self._callback_failed)
 
-    def _region_callback(self, index: int) -> Any:
-        """One C callback per region: the C signature does not say which region it is."""
-        ffi, lib = self._ffi, self._lib
+    def _region_callback(self, index: int, size: int, handler: RegionHandler) -> Any:
+        """One C callback per region: the C signature does not say which region it is.
+
+        This is the hot path (one call per guest access), so the closure holds
+        the region's size and handler itself rather than finding them through
+        ``vfu_get_private`` and a dict on every call. It cannot outlive the
+        context: ``close()`` drops it after ``vfu_destroy_ctx``.
+        """
+        buffer = self._ffi.buffer
 
         def access(vfu_ctx: Any, buf: Any, count: int, offset: int, is_write: bool) -> int:
-            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
-            size, handler = owner._regions[index]
             if offset < 0 or count > size or offset > size - count:
                 _log.warning("guest_error", region=index, offset=offset, width=count, reason="outside the region")
                 raise AccessRefused(errno.EINVAL)
-            with memoryview(ffi.buffer(buf, count)) as data:  # released after the call
+            with memoryview(buffer(buf, count)) as data:  # released after the call
                 handler(offset, data, bool(is_write))
             return count
 
-        return ffi.callback("vfu_region_access_cb_t *", access, error=-1, onerror=self._callback_failed)
+        return self._ffi.callback("vfu_region_access_cb_t *", access, error=-1, onerror=self._callback_failed)
 
     def _callback_failed(self, exc_type: type[BaseException], exc: BaseException, tb: TracebackType) -> int:
         """A handler raised: fail the access (EINVAL unless it said otherwise) instead of crashing.

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 
 from mockaccel_testing import vfio_user_fuzz as fz
+from mockaccel_testing.polling import wait_until_sync
 from mockaccel_testing.vfio_server import RunningServer, vfio_server
 from mockaccel_testing.vfio_user_client import BAR0, VfioUserClient
 
@@ -106,7 +107,9 @@ def test_a_silent_client_after_negotiation_is_served_next_to_the_control_api(ser
         server.control("state")
         assert time.monotonic() - started < UNBLOCKED_S
         # An idle attached client is legitimate (QEMU idles for minutes): it keeps the device.
-        assert server.control("state")["state"]["client_attached"] is True
+        # The library answers VERSION inside vfu_attach_ctx, in the server's worker thread, and the
+        # loop marks the client attached when that call returns: a moment after our reply, so poll.
+        wait_until_sync("the idle client to be attached", lambda: server.control("state")["state"]["client_attached"])
     fz.assert_alive(server.socket, server.control_socket)
 
 
