@@ -59,7 +59,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from mockaccel_common.logging import get_logger
 from mockaccel_vfio_server.adapters.libvfio_user import (
@@ -356,31 +356,25 @@ class VfioServer:
             self._guest_reads += 1
         if faults.slow_ms:
             time.sleep(faults.slow_ms / 1000)  # the injected "slow hardware" fault, capped < QEMU's 5 s
-        if not is_write and not faults.fail_reads:  # the hot path: a register read, nothing injected
+        if not is_write:  # the hot path: a register read
+            if faults.fail_reads:
+                log.debug("guest_access_failed_by_fault", offset=offset, width=len(data), is_write=False)
+                raise AccessRefused(errno.EINVAL)
             try:
                 self._device.read_into(offset, data)
             except GuestError as exc:
-                width = len(data)
-                log.warning("guest_error", offset=offset, width=width, value=None, is_write=False, reason=exc.reason)
-                raise AccessRefused(errno.EINVAL) from exc
+                _refuse(exc, offset=offset, width=len(data), value=None, is_write=False)
             return
         width = len(data)
-        value = int.from_bytes(data, "little") if is_write else None
-        if (faults.fail_writes if is_write else faults.fail_reads):
-            log.debug("guest_access_failed_by_fault", offset=offset, width=width, is_write=is_write)
+        value = int.from_bytes(data, "little")
+        if faults.fail_writes:
+            log.debug("guest_access_failed_by_fault", offset=offset, width=width, is_write=True)
             raise AccessRefused(errno.EINVAL)
         try:
-            if is_write:
-                assert value is not None
-                self._device.write(offset, width, value)
-                self._update_irq()
-            else:
-                self._device.read_into(offset, data)
+            self._device.write(offset, width, value)
         except GuestError as exc:
-            log.warning(
-                "guest_error", offset=offset, width=width, value=value, is_write=is_write, reason=exc.reason
-            )
-            raise AccessRefused(errno.EINVAL) from exc
+            _refuse(exc, offset=offset, width=width, value=value, is_write=True)
+        self._update_irq()
 
     def _on_reset(self, reason: ResetReason) -> None:
         self._device.reset()
@@ -425,6 +419,12 @@ class VfioServer:
             return
         self._irqs_triggered += 1
         log.info("irq_triggered", cause=reason, msi=self._config is not None and self._config.msi_enabled())
+
+
+def _refuse(exc: GuestError, **access: Any) -> NoReturn:
+    """A guest access the device rejects: logged, and an error reply instead of a value."""
+    log.warning("guest_error", reason=exc.reason, **access)
+    raise AccessRefused(errno.EINVAL) from exc
 
 
 def _shutdown_and_drain(sock: socket.socket) -> None:
