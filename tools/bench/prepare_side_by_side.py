@@ -14,6 +14,15 @@ background load on the machine hits both alike. Printed: p50/p99 per mode for
 each plugin and their ratio (node agent / reference), and RSS idle and after
 load (VmRSS, and VmHWM, the peak).
 
+The node agent runs as deployed: by default its production pex (``./pants
+package services/node-agent/mockaccel_node_agent:node-agent``, what the
+container image runs; tools/bench/prepare_side_by_side builds it), else as
+``python -m mockaccel_node_agent`` from this interpreter's environment
+(``--pex PATH`` names a pex, ``--no-pex`` forces the latter; a development
+environment holds packages the pex does not, such as ``rich``, which
+structlog imports when present, and they change RSS). The first line of
+output says which.
+
 The reference is tools/go/reference-plugin, on the official kubeletplugin
 helper, doing the same per-claim work (fetch the claim, read the devices from
 sysfs, one transient CDI spec per claim with the same content, an atomic,
@@ -25,7 +34,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -45,6 +56,21 @@ from mockaccel_testing.service_process import service_process
 SEQUENTIAL = 200
 CONCURRENT = 20
 CONCURRENT_ROUNDS = 5
+ROOT = Path(__file__).resolve().parents[2]
+PEX = ROOT / "dist/services.node-agent.mockaccel_node_agent/node-agent.pex"
+CONTAINERFILE = ROOT / "services/node-agent/Containerfile"
+IMAGE_ENV = ("SSL_CERT_FILE",)  # the image's interpreter settings the agent runs with here too
+
+
+def image_env() -> dict[str, str]:
+    """The IMAGE_ENV settings of the node agent's image (its ``ENV KEY=VALUE`` lines)."""
+    found = {}
+    for line in CONTAINERFILE.read_text().splitlines():
+        if line.startswith("ENV ") and "=" in line:
+            key, value = line[4:].strip().split("=", 1)
+            if key in IMAGE_ENV:
+                found[key] = value
+    return found
 CDI_SYSFS_DIR = "/run/mock-accel/sys"  # both plugins: a simulated node's container path
 PFS_PER_NUMA, NUMA_NODES, VFS = 10, 2, 7
 MODES = (
@@ -60,6 +86,12 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise LookupError(f"{field} not in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -165,7 +197,15 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per plugin, pooled (default 3)")
     parser.add_argument("--sequential", type=int, default=SEQUENTIAL, help="sequential calls per round and size")
     parser.add_argument("--agent-env", action="append", default=[], help="extra KEY=VALUE for the node agent")
+    parser.add_argument("--pex", type=Path, help=f"run the node agent from this pex (default: {PEX.name} if built)")
+    parser.add_argument("--no-pex", action="store_true", help="run python -m mockaccel_node_agent in this environment")
     args = parser.parse_args()
+    if args.pex is None and not args.no_pex and PEX.is_file():
+        args.pex = PEX
+    if args.pex is not None and not args.pex.is_file():
+        parser.error(f"no pex at {args.pex}")
+    where = f"pex {args.pex} (production pex)" if args.pex else f"python -m mockaccel_node_agent ({sys.executable})"
+    print(f"node agent: {where}", flush=True)
     client = require("MOCKACCEL_KUBELET_CLIENT")
     reference = require("MOCKACCEL_REFERENCE_PLUGIN")
     work = Path(tempfile.mkdtemp(prefix="side-by-side-"))
@@ -209,25 +249,31 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
             MOCKACCEL_LOG_LEVEL="warning",
             MOCKACCEL_DEVICE_DIR=str(agent_dirs_.root / "dev"),
             MOCKACCEL_CDI_SYSFS_DIR=CDI_SYSFS_DIR,
+            PATH=os.environ.get("PATH", ""),
+            **image_env(),
             **extra,
         )
         with reference_plugin(reference, plane.kubeconfig, ref_dirs) as ref_pid, service_process(
-            "mockaccel_node_agent", env=env
+            "mockaccel_node_agent", env=env, pex=args.pex
         ) as agent:
             await asyncio.to_thread(wait_for, agent_dirs_.registration_socket)
             await asyncio.to_thread(wait_for, ref_dirs.registration_socket)
             await asyncio.sleep(2)
             pids = {"reference": ref_pid, "node agent": agent.process.pid}
             idle = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
+            cpu = dict.fromkeys(pids, 0.0)
+            calls = 0
             pooled: dict[str, dict[tuple[str, str], list[float]]] = {"reference": {}, "node agent": {}}
             for round_ in range(args.rounds):
                 for who, dirs in (("reference", ref_dirs), ("node agent", agent_dirs_)):
-                    started = time.monotonic()
+                    started, cpu_before = time.monotonic(), cpu_seconds(pids[who])
                     samples = await asyncio.to_thread(drive, client, dirs, plan)
+                    cpu[who] += cpu_seconds(pids[who]) - cpu_before
                     print(f"round {round_ + 1}/{args.rounds}: {who} done in {time.monotonic() - started:.1f} s")
                     for label, modes in samples.items():
                         for mode, values in modes.items():
                             pooled[who].setdefault((label, mode), []).extend(values)
+                            calls += len(values) if who == "reference" else 0
             after = {k: status_kib(pid, "VmRSS") for k, pid in pids.items()}
             peak = {k: status_kib(pid, "VmHWM") for k, pid in pids.items()}
             agent.stop()
@@ -248,6 +294,12 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
     agent_rss = f"{mib['node agent']:.1f} / {aft['node agent']:.1f} / {top['node agent']:.1f}"
     ratio = f"{mib['node agent'] / mib['reference']:.2f}x / {aft['node agent'] / aft['reference']:.2f}x"
     print(f"| RSS idle / after load / peak (MiB) | {ref_rss} | {agent_rss} | {ratio} |  |")
+    per_call = {k: 1000 * v / max(calls, 1) for k, v in cpu.items()}
+    cpu_ratio = per_call["node agent"] / max(per_call["reference"], 1e-9)
+    print(
+        f"| CPU per call, all modes (ms) | {per_call['reference']:.2f} | {per_call['node agent']:.2f}"
+        f" | {cpu_ratio:.2f}x | n={calls} |"
+    )
 
 
 if __name__ == "__main__":
