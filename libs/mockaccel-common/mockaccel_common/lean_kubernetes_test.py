@@ -68,3 +68,24 @@ def test_top_package_is_lazy_and_keeps_its_metadata() -> None:
         """
     )
     assert out.split() == ["True", "-", "True", "True"]
+
+
+def test_urllib3_loads_at_its_first_use_and_then_whole() -> None:
+    out = run(
+        """
+        import sys
+        from mockaccel_common import lean_kubernetes
+        assert lean_kubernetes.install()
+        from kubernetes_asyncio.client import Configuration
+        configuration = Configuration()
+        import urllib3
+        deferred = urllib3
+        before = "urllib3.poolmanager" in sys.modules
+        configuration.username, configuration.password = "u", "p"
+        header = configuration.get_basic_auth_token()  # urllib3.util.make_headers
+        import urllib3.exceptions
+        print(before, header, deferred.PoolManager.__name__, sys.modules["urllib3"] is not deferred)
+        print(deferred.exceptions.HTTPError is sys.modules["urllib3"].exceptions.HTTPError)
+        """
+    )
+    assert out.split() == ["False", "Basic", "dTpw", "PoolManager", "True", "True"]
