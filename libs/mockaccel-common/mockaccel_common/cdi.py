@@ -155,7 +155,9 @@ def transient_spec_name(kind: str, transient_id: str) -> str:
 def write_spec(directory: Path, file_name: str, spec: CdiSpec, *, durable: bool = True) -> Path:
     """Write ``spec`` atomically; ``durable`` as in ``atomic_write_bytes``."""
     path = directory / file_name
-    payload = json.dumps(to_document(spec), indent=2, sort_keys=False).encode() + b"\n"
+    # One line: json's C encoder serves only unindented output; indenting ran the pure
+    # Python encoder, ~9x slower, on every prepare. Runtimes and jq read it alike.
+    payload = json.dumps(to_document(spec)).encode() + b"\n"
     atomic_write_bytes(path, payload, 0o644, durable=durable)
     return path
 

@@ -210,24 +210,37 @@ class Preparer:
             checkpoint = await self.store.load()
         except NodeAgentError as exc:
             return {ref.uid: self._failed("prepare", ref, exc) for ref, _ in items}
-        # The sysfs and CDI work of the whole batch runs in one worker thread (no hop per step).
-        checkpoint, fresh = await asyncio.to_thread(self._prepare_batch_sync, checkpoint, items, outcomes)
-        if fresh:
-            try:
-                await self.store.save(checkpoint)
-            except BaseException as exc:
-                await asyncio.to_thread(self._roll_back_all_sync, fresh)
-                if not isinstance(exc, NodeAgentError):
-                    raise
-                for prepared, _ in fresh:
-                    outcomes[prepared.ref.uid] = self._failed("prepare", prepared.ref, exc)
-                return outcomes
-            self.faults.hit("prepare:after_checkpoint")
-            for prepared, _ in fresh:
+        # The sysfs, CDI and checkpoint work of the whole batch runs in one worker-thread hop.
+        checkpoint, committed = await asyncio.to_thread(self._prepare_commit_sync, checkpoint, items, outcomes)
+        if committed:
+            for prepared in committed:
                 with bound_contextvars(claim_uid=prepared.ref.uid):
                     log.info("claim_prepared", devices=list(prepared.device_names), cdi_spec=prepared.cdi_spec)
             self.metrics.prepared_claims.set(len(checkpoint.claims))
         return outcomes
+
+    def _prepare_commit_sync(
+        self, checkpoint: Checkpoint, items: list[Ready], outcomes: dict[str, ClaimOutcome]
+    ) -> tuple[Checkpoint, list[PreparedClaim]]:
+        """The batch's devices and specs, then its checkpoint write (in a worker thread).
+
+        Returns the checkpoint and the claims it newly records. If the write
+        fails, everything the batch did is rolled back and its claims fail.
+        """
+        checkpoint, fresh = self._prepare_batch_sync(checkpoint, items, outcomes)
+        if not fresh:
+            return checkpoint, []
+        try:
+            self.store.save_sync(checkpoint)
+        except BaseException as exc:
+            self._roll_back_all_sync(fresh)
+            if not isinstance(exc, NodeAgentError):
+                raise
+            for prepared, _ in fresh:
+                outcomes[prepared.ref.uid] = self._failed("prepare", prepared.ref, exc)
+            return checkpoint, []
+        self.faults.hit("prepare:after_checkpoint")
+        return checkpoint, [prepared for prepared, _ in fresh]
 
     def _prepare_batch_sync(
         self, checkpoint: Checkpoint, items: list[Ready], outcomes: dict[str, ClaimOutcome]
@@ -357,22 +370,35 @@ class Preparer:
             checkpoint = await self.store.load()
         except NodeAgentError as exc:
             return {ref.uid: self._failed("unprepare", ref, exc).error for ref in refs}
-        checkpoint, fresh = await asyncio.to_thread(self._unprepare_batch_sync, checkpoint, refs, errors)
-        if fresh:
-            try:
-                await self.store.save(checkpoint)
-            except NodeAgentError as exc:
-                # The devices are free and the specs gone; the claims stay in the checkpoint,
-                # so kubelet's repeated call (or reconciliation at start) finishes the job.
-                for claim in fresh:
-                    errors[claim.ref.uid] = self._failed("unprepare", claim.ref, exc).error
-                return errors
-            self.faults.hit("unprepare:after_checkpoint")
-            for claim in fresh:
+        # The sysfs, CDI and checkpoint work of the whole batch runs in one worker-thread hop.
+        checkpoint, committed = await asyncio.to_thread(self._unprepare_commit_sync, checkpoint, refs, errors)
+        if committed:
+            for claim in committed:
                 with bound_contextvars(claim_uid=claim.ref.uid):
                     log.info("claim_unprepared", devices=list(claim.device_names))
             self.metrics.prepared_claims.set(len(checkpoint.claims))
         return errors
+
+    def _unprepare_commit_sync(
+        self, checkpoint: Checkpoint, refs: list[ClaimRef], errors: dict[str, str]
+    ) -> tuple[Checkpoint, list[PreparedClaim]]:
+        """The batch's devices and specs, then its checkpoint write (in a worker thread).
+
+        If the write fails the devices are free and the specs gone, but the
+        claims stay in the checkpoint, so kubelet's repeated call (or
+        reconciliation at start) finishes the job; those claims fail.
+        """
+        checkpoint, fresh = self._unprepare_batch_sync(checkpoint, refs, errors)
+        if not fresh:
+            return checkpoint, []
+        try:
+            self.store.save_sync(checkpoint)
+        except NodeAgentError as exc:
+            for claim in fresh:
+                errors[claim.ref.uid] = self._failed("unprepare", claim.ref, exc).error
+            return checkpoint, []
+        self.faults.hit("unprepare:after_checkpoint")
+        return checkpoint, fresh
 
     def _unprepare_batch_sync(
         self, checkpoint: Checkpoint, refs: list[ClaimRef], errors: dict[str, str]

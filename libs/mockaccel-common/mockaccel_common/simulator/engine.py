@@ -32,6 +32,9 @@ from mockaccel_common.simulator import tree
 from mockaccel_common.simulator.topology import NodeSpec, PfSpec, Topology, dumps_topology, loads_topology
 from mockaccel_common.sysfs import abi
 
+# attribute name -> its ABI entry, for VFs (True) and PFs (False)
+_ATTRIBUTES = {is_vf: {a.name: a for a in abi.attributes_for(is_vf)} for is_vf in (False, True)}
+
 LOCK_FILE = ".mockaccel-sim.lock"
 WORDLIST_FILE = ".mockaccel-sim-wordlist"  # the driver's firmware
 DEVICE_WORDLIST_FILE = ".mockaccel-sim-device-wordlist"  # the device's passphrase engine
@@ -112,7 +115,15 @@ class SimulatedNode:
         raise SysfsError(f"no such PF mock{name.pf_index}", errno=errno.ENODEV)
 
     def _read(self, path: Path) -> str:
-        return path.read_text(encoding="ascii")
+        # os-level: a text-mode open costs more than the read itself, on every status write
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 4096):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("ascii")
 
     def _set_status(self, dev_dir: Path, status: Status, previous: Status) -> None:
         """Replace ``status``; replace ``health`` only when its text changes.
@@ -137,7 +148,7 @@ class SimulatedNode:
         with self._locked():
             dev_dir = self._device_dir(device)
             name = DeviceName.parse(device)
-            known = {a.name: a for a in abi.attributes_for(name.vf_index is not None)}
+            known = _ATTRIBUTES[name.vf_index is not None]
             spec = known.get(attribute)
             if spec is None:
                 raise SysfsError(f"{device} has no attribute {attribute}", path=str(path), errno=errno.ENOENT)

@@ -39,18 +39,40 @@ class Host:
         self.cdi_dir = cdi_dir
         self.layout = layout or CdiLayout()
         self._writer = SysfsWriter(sysfs_root)
+        self._class_dir = os.fspath(sysfs_root / abi.CLASS_DIR)
+        # device name -> (its class link's target, the resolved directory)
+        self._real_dirs: dict[str, tuple[str, str]] = {}
 
     # --- sysfs ---------------------------------------------------------------
 
     def read_sync(self, name: str) -> DeviceSource:
         try:
             device = read_device(self.sysfs_root, name)
-            real_dir = os.path.realpath(self.sysfs_root / abi.CLASS_DIR / name, strict=True)
+            real_dir = self._real_dir(name)
         except (SysfsError, OSError) as exc:
             raise DeviceUnavailableError(f"device {name} is not usable on this node: {exc}") from exc
         # The container sees host paths: on a simulated tree keep the path under
         # the simulated root (it is the host path of that tree).
         return DeviceSource(device=device, sysfs_dir=real_dir)
+
+    def _real_dir(self, name: str) -> str:
+        """The device's directory with every link resolved.
+
+        Resolving walks every component of the path (an lstat each); a class
+        entry is a link whose target names the whole path below the class
+        directory, so the answer is kept for as long as the target is the same.
+        """
+        link = os.path.join(self._class_dir, name)
+        try:
+            target = os.readlink(link)
+        except OSError:  # not a link (or gone): resolve, or fail, the long way
+            return os.path.realpath(link, strict=True)
+        cached = self._real_dirs.get(name)
+        if cached is not None and cached[0] == target:
+            return cached[1]
+        real = os.path.realpath(link, strict=True)
+        self._real_dirs[name] = (target, real)
+        return real
 
     async def read(self, name: str) -> DeviceSource:
         return await asyncio.to_thread(self.read_sync, name)

@@ -82,9 +82,6 @@ class CheckpointStore:
             return cached[1]
         return await asyncio.to_thread(self.load_sync)
 
-    async def save(self, checkpoint: Checkpoint) -> None:
-        await asyncio.to_thread(self.save_sync, checkpoint)
-
 
 class SerialLock:
     """Serialises state changes within this process and across agent instances."""

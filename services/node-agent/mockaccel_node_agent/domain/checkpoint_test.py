@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mockaccel_node_agent.domain import checkpoint as codec
 from mockaccel_node_agent.domain.checkpoint import Checkpoint
@@ -56,3 +59,35 @@ def test_corruption_is_detected(mangle: object, reason: str) -> None:
     raw = codec.encode(Checkpoint().with_claim(claim("a", "mock0")))
     with pytest.raises(CheckpointCorruptError, match=reason):
         codec.decode(mangle(raw), path="/x/checkpoint.json")  # type: ignore[operator]
+
+
+_names = st.text(min_size=1, max_size=12)
+_devices = st.builds(
+    PreparedDevice,
+    pool=_names,
+    device=_names,
+    request_names=st.lists(_names, max_size=3).map(tuple),
+    cdi_device_ids=st.lists(_names, max_size=3).map(tuple),
+    admin_access=st.booleans(),
+)
+_claims = st.dictionaries(
+    _names,
+    st.tuples(_names, _names, _names, st.lists(_devices, max_size=4).map(tuple)),
+    max_size=6,
+)
+
+
+@given(_claims)
+def test_encoding_is_the_canonical_json_of_the_document(entries: dict[str, Any]) -> None:
+    state = Checkpoint(
+        {
+            uid: PreparedClaim(ref=ClaimRef(namespace, uid, name), cdi_spec=spec, devices=devices)
+            for uid, (namespace, name, spec, devices) in entries.items()
+        }
+    )
+    raw = codec.encode(state)
+    document = json.loads(raw)
+    # Assembled claim by claim, the bytes are those of encoding the whole document with sorted keys.
+    assert raw == json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    assert document["checksum"] == codec._checksum(document["data"])
+    assert codec.decode(raw) == state
