@@ -11,7 +11,6 @@ a periodic rescan there.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from dataclasses import dataclass
@@ -46,7 +45,9 @@ class Inotify:
     """An inotify instance; ``read()`` never blocks (the fd is O_NONBLOCK)."""
 
     def __init__(self) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The interpreter's own symbols, libc among them: ctypes.util.find_library runs ldconfig in a
+        # subprocess and imports tempfile, shutil, random, bz2 and lzma, for a library already loaded.
+        self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
         self._libc.inotify_rm_watch.argtypes = (ctypes.c_int, ctypes.c_int)
         fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
