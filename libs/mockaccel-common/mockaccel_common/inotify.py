@@ -45,8 +45,8 @@ class Inotify:
     """An inotify instance; ``read()`` never blocks (the fd is O_NONBLOCK)."""
 
     def __init__(self) -> None:
-        # The interpreter's own symbols include libc's: no library search (find_library runs
-        # ldconfig in a child process, at every start) and nothing extra loaded.
+        # The interpreter's own symbols, libc among them: ctypes.util.find_library runs ldconfig in a
+        # subprocess and imports tempfile, shutil, random, bz2 and lzma, for a library already loaded.
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
         self._libc.inotify_rm_watch.argtypes = (ctypes.c_int, ctypes.c_int)

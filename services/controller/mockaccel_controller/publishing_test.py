@@ -16,10 +16,12 @@ from mockaccel_common.logging import get_logger
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_common.simulator.topology import loads_topology
 from mockaccel_common.sysfs.reader import class_dir, scan_devices_sync
-from mockaccel_controller.adapters.k8s import KubeApi
-from mockaccel_controller.domain.reconcile import Plan, SliceWrite, StoredSlice, Update
+from mockaccel_controller.adapters.k8s import KubeApi, Owner
+from mockaccel_controller.domain import reconcile
+from mockaccel_controller.domain.reconcile import Create, Delete, Plan, SliceWrite, StoredSlice, Update
+from mockaccel_controller.domain.slices import desired_state
 from mockaccel_controller.errors import ConflictError
-from mockaccel_controller.publishing import Publisher, _concurrently, affected, merge_reads
+from mockaccel_controller.publishing import WRITES_IN_FLIGHT, Publisher, _concurrently, affected, merge_reads
 from mockaccel_controller.settings import Settings
 
 TOPOLOGY = '[[node]]\nname = "n1"\n\n[[node.pf]]\nnuma_node = 0\ncount = 2\nmemory = "16Gi"\ntotal_vfs = 2\n'
@@ -158,11 +160,11 @@ async def test_writes_of_a_phase_run_at_most_limit_at_a_time_and_the_first_failu
         finally:
             running -= 1
 
-    await _concurrently(list(range(5)), run, 2)
+    await _concurrently(list(range(5)), run, asyncio.Semaphore(2))
     assert most == 2
     assert sorted(done) == [0, 1, 2, 3, 4]
     with pytest.raises(ConflictError):
-        await _concurrently(list(range(10)), run, 3)
+        await _concurrently(list(range(10)), run, asyncio.Semaphore(3))
     assert running == 0  # the rest were cancelled, none left behind
 
 
@@ -194,3 +196,90 @@ async def test_a_watch_echo_that_beats_the_writes_answer_is_judged_after_the_wri
     assert not publisher.take_foreign_change()  # judged once
     assert not publisher.someone_else_wrote("MODIFIED", "s", "2")  # ours, now known
     assert publisher.someone_else_wrote("MODIFIED", "s", "4")  # not writing: at once
+
+
+TWO_NUMA = (
+    '[[node]]\nname = "n1"\n\n[[node.pf]]\nnuma_node = 0\ncount = 3\ntotal_vfs = 2\n\n'
+    '[[node.pf]]\nnuma_node = 1\ncount = 2\ntotal_vfs = 2\n'
+)
+
+
+class _MemoryApi:
+    """Stores slices in a dict and counts the writes in flight; each write yields to the loop first."""
+
+    version = "v1"
+
+    def __init__(self, stored: list[StoredSlice]) -> None:
+        self.stored = {s.name: s for s in stored}
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.owner_fetches = 0
+        self._next = 100
+
+    async def list_slices(self) -> tuple[list[StoredSlice], str]:
+        return list(self.stored.values()), "1"
+
+    async def node_owner(self) -> Owner:
+        self.owner_fetches += 1
+        return Owner("n1", "node-uid")
+
+    async def _write(self, written: StoredSlice | None, gone: str | None = None) -> StoredSlice | None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)
+            if gone is not None:
+                del self.stored[gone]
+            if written is not None:
+                self.stored[written.name] = written
+            return written
+        finally:
+            self.in_flight -= 1
+
+    def _stored(self, name: str, content: SliceWrite) -> StoredSlice:
+        self._next += 1
+        return StoredSlice(
+            name, f"uid-{name}", str(self._next), content.pool, content.generation, content.slice_count,
+            content.devices, dict(content.labels),
+        )  # fmt: skip
+
+    async def create(self, content: SliceWrite, owner: Owner) -> StoredSlice:
+        written = await self._write(self._stored(f"slice-{self._next}", content))
+        assert written is not None
+        return written
+
+    async def update(self, target: StoredSlice, content: SliceWrite) -> StoredSlice:
+        written = await self._write(self._stored(target.name, content))
+        assert written is not None
+        return written
+
+    async def delete(self, target: StoredSlice) -> None:
+        await self._write(None, gone=target.name)
+
+
+@pytest.mark.asyncio
+async def test_the_first_pass_publishes_pool_by_pool_what_a_full_pass_would(tmp_path: Path) -> None:
+    sim = SimulatedNode.create(tmp_path, loads_topology(TWO_NUMA).nodes[0])
+    for pf in ("mock0", "mock3"):
+        sim.write(pf, "sriov_numvfs", "2")
+    settings = Settings.load(["--node-name", "n1", "--sysfs-root", str(sim.root)], {})
+    desired = desired_state("n1", settings.driver_name, scan_devices_sync(sim.root).devices)
+    numa0 = desired.pools["n1/numa0"].slices[0].devices
+    stale = [
+        StoredSlice("old0", "u0", "1", "n1/numa0", 1, 1, numa0[:2]),  # numa0, a different set of devices
+        StoredSlice("gone", "u1", "1", "n1/numa7", 3, 1, numa0[2:3]),  # a NUMA node the node no longer has
+    ]
+    api = _MemoryApi(stale)
+    publisher = Publisher(settings, cast(KubeApi, api), get_logger("test"))
+    full = reconcile.plan(desired, stale, driver=settings.driver_name, node=settings.node_name)
+
+    plan = await publisher.reconcile(["startup"], None)
+
+    assert sorted(map(repr, plan.operations)) == sorted(map(repr, full.operations))
+    assert plan.generations == full.generations
+    assert {type(op) for op in plan.operations} == {Update, Create, Delete}
+    assert api.owner_fetches == 1  # once for the pass, not once per pool
+    assert 1 < api.most_in_flight <= WRITES_IN_FLIGHT
+    # the API now holds what a second, ordinary pass finds nothing to change in
+    assert sorted(s.pool for s in api.stored.values()) == ["n1/numa0", "n1/numa1"]
+    assert (await publisher.reconcile(["resync"], None)).empty

@@ -10,6 +10,7 @@ it in one worker thread rather than hopping to a thread per file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import os
 import sys
@@ -88,12 +89,6 @@ def _parse(name: str, dir_fd: int, parser: Callable[[str], T]) -> T:
         raise _Skip(str(exc)) from exc
 
 
-def _follow(link: str) -> str:
-    """Where a sysfs link points, resolved lexically (sysfs links are relative, and
-    their targets under /sys/devices are real directories)."""
-    return os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(link)))
-
-
 def _open_dir(path: str, problem: str) -> int:
     try:
         return os.open(path, _O_DIR)
@@ -120,36 +115,64 @@ _parse_memory = functools.lru_cache(maxsize=256)(functools.partial(abi.parse_u64
 _parse_version = functools.lru_cache(maxsize=256)(abi.parse_version)
 
 
-def read_device(root: Path, name: str) -> Device:
-    """Read one device; raises ``_Skip`` with a reason when it cannot.
+NumaMemo = dict[str, "int | _Skip"]
+"""One scan's ``numa_node`` readings by PCI function directory, or why one could not be read: the
+functions behind one PCI function share it (a PF's VFs sit behind it on the simulator)."""
 
-    Attributes are opened relative to the device's (and PCI function's)
-    directory, so the kernel resolves each path once per device, not once per
-    attribute.
-    """
+
+def _locate(base: str, name: str, numa_of: NumaMemo) -> tuple[DeviceName, str, str, int]:
+    """A device's parsed name, its directory, its PCI function's directory and its NUMA node."""
     try:
         parsed_name = DeviceName.parse(name)
     except ValueError as exc:
         raise _Skip(str(exc)) from exc
-    entry = os.path.join(root, abi.CLASS_DIR, name)
+    entry = os.path.join(base, name)
     try:
-        dev_dir = _follow(entry) if os.path.islink(entry) else entry
+        # sysfs class entries are relative links to real directories under /sys/devices: resolved lexically
+        dev_dir = os.path.normpath(os.path.join(base, os.readlink(entry)))
     except OSError as exc:
-        raise _Skip("device directory vanished") from exc
-    dev_fd = _open_dir(dev_dir, "device directory vanished")
+        if exc.errno != errno.EINVAL:  # EINVAL: not a link, the directory itself
+            raise _Skip("device directory vanished") from exc
+        dev_dir = entry
     try:
-        try:
-            pci_dir = os.path.normpath(os.path.join(dev_dir, os.readlink("device", dir_fd=dev_fd)))
-        except OSError as exc:
-            raise _Skip("device link missing or dangling") from exc
+        pci_dir = os.path.normpath(os.path.join(dev_dir, os.readlink(os.path.join(dev_dir, "device"))))
+    except OSError as exc:
+        raise _Skip(
+            "device link missing or dangling" if os.path.isdir(dev_dir) else "device directory vanished"
+        ) from exc
+    numa = numa_of.get(pci_dir)
+    if numa is None:
+        numa_of[pci_dir] = numa = _read_numa(pci_dir)
+    if isinstance(numa, _Skip):
+        raise _Skip(str(numa), transient=numa.transient)
+    return parsed_name, dev_dir, pci_dir, numa
+
+
+def _read_numa(pci_dir: str) -> int | _Skip:
+    try:
         pci_fd = _open_dir(pci_dir, "device link missing or dangling")
         try:
-            numa = _parse("numa_node", pci_fd, _parse_numa)
+            return _parse("numa_node", pci_fd, _parse_numa)
         finally:
             os.close(pci_fd)
+    except _Skip as exc:
+        return exc
+
+
+def _read_device(base: str, name: str, numa_of: NumaMemo) -> Device:
+    """Read one device; its attributes are opened relative to its directory's fd, so the kernel
+    resolves the directory once per device, not once per attribute."""
+    parsed_name, dev_dir, pci_dir, numa = _locate(base, name, numa_of)
+    dev_fd = _open_dir(dev_dir, "device directory vanished")
+    try:
         return _read_functions(dev_fd, name, parsed_name, pci_dir, numa)
     finally:
         os.close(dev_fd)
+
+
+def read_device(root: Path, name: str) -> Device:
+    """Read one device; raises ``_Skip`` with a reason when it cannot."""
+    return _read_device(os.path.join(root, abi.CLASS_DIR), name, {})
 
 
 def _read_functions(dev_fd: int, name: str, parsed_name: DeviceName, pci_dir: str, numa: int) -> Device:
@@ -209,14 +232,49 @@ def read_devices_sync(root: Path, names: Iterable[str]) -> ScanResult:
 
 
 def _read_all(root: Path, names: Iterable[str]) -> ScanResult:
+    base = os.path.join(root, abi.CLASS_DIR)
+    numa_of: NumaMemo = {}
     devices: list[Device] = []
     skipped: list[SkippedDevice] = []
     for name in names:
         try:
-            devices.append(read_device(root, name))
+            devices.append(_read_device(base, name, numa_of))
         except _Skip as exc:
             skipped.append(SkippedDevice(name, str(exc), exc.transient))
     return ScanResult(tuple(devices), tuple(skipped))
+
+
+def group_by_numa_sync(root: Path) -> tuple[dict[int, list[str]], tuple[SkippedDevice, ...]]:
+    """Every device's name by its NUMA node (-1: none), without reading the devices; and the ones
+    that cannot be located.
+
+    Two link reads per device and one ``numa_node`` read per PCI function:
+    a caller learns which devices share a NUMA node before reading any of
+    them (``read_devices``), as the controller does to publish one NUMA
+    node's pool while it reads the next. Only names are kept, which the
+    devices share later: a 10,000-device node's locations grew the
+    controller's resident memory by more than 1 MiB for good.
+    """
+    try:
+        names = sorted(os.listdir(class_dir(root)))
+    except FileNotFoundError:
+        return {}, ()
+    base = os.path.join(root, abi.CLASS_DIR)
+    numa_of: NumaMemo = {}
+    groups: dict[int, list[str]] = {}
+    skipped: list[SkippedDevice] = []
+    for name in names:
+        try:
+            numa = _locate(base, name, numa_of)[3]
+        except _Skip as exc:
+            skipped.append(SkippedDevice(name, str(exc), exc.transient))
+            continue
+        groups.setdefault(numa, []).append(name)
+    return groups, tuple(skipped)
+
+
+async def group_by_numa(root: Path) -> tuple[dict[int, list[str]], tuple[SkippedDevice, ...]]:
+    return await asyncio.to_thread(group_by_numa_sync, root)
 
 
 async def scan_devices(root: Path) -> ScanResult:
@@ -230,6 +288,8 @@ async def read_devices(root: Path, names: Iterable[str]) -> ScanResult:
 __all__ = [
     "ScanResult",
     "SkippedDevice",
+    "group_by_numa",
+    "group_by_numa_sync",
     "read_device",
     "read_devices",
     "read_devices_sync",
