@@ -44,9 +44,11 @@ from mockaccel_common.simulator.topology import MAX_NUMA_NODES, NodeSpec, PfSpec
 from mockaccel_common.sysfs.reader import class_dir
 from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
 from mockaccel_testing.controller import WriteCounter, list_slices
+from mockaccel_testing.service_process import image_env
 
 VFS = 7
 PEX = Path(__file__).resolve().parents[2] / "dist/services.controller.mockaccel_controller/controller.pex"
+CONTAINERFILE = Path(__file__).resolve().parents[2] / "services/controller/Containerfile"
 QUIET_S = 0.5  # no slice write for this long after a change: the controller is done with it
 
 
@@ -108,6 +110,7 @@ class ControllerProcess:
             self.env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         else:
             self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.env.update(image_env(CONTAINERFILE))  # the image's TLS setting, as deployed
         if profile:
             self.env["PEX_INTERPRETER"] = "1"  # the pex as an interpreter, to run cProfile around the module
             stats = str(profile / f"{node}.pstats")

@@ -51,7 +51,7 @@ from mockaccel_common.provisioned import require
 from mockaccel_common.simulator.engine import SimulatedNode
 from mockaccel_testing import ControlPlane, Settings, admin_client, create_node
 from mockaccel_testing.node_agent import DRIVER, AgentDirs, agent_dirs, simulated_node
-from mockaccel_testing.service_process import service_process
+from mockaccel_testing.service_process import image_env, service_process
 
 SEQUENTIAL = 200
 CONCURRENT = 20
@@ -59,18 +59,6 @@ CONCURRENT_ROUNDS = 5
 ROOT = Path(__file__).resolve().parents[2]
 PEX = ROOT / "dist/services.node-agent.mockaccel_node_agent/node-agent.pex"
 CONTAINERFILE = ROOT / "services/node-agent/Containerfile"
-IMAGE_ENV = ("SSL_CERT_FILE",)  # the image's interpreter settings the agent runs with here too
-
-
-def image_env() -> dict[str, str]:
-    """The IMAGE_ENV settings of the node agent's image (its ``ENV KEY=VALUE`` lines)."""
-    found = {}
-    for line in CONTAINERFILE.read_text().splitlines():
-        if line.startswith("ENV ") and "=" in line:
-            key, value = line[4:].strip().split("=", 1)
-            if key in IMAGE_ENV:
-                found[key] = value
-    return found
 CDI_SYSFS_DIR = "/run/mock-accel/sys"  # both plugins: a simulated node's container path
 PFS_PER_NUMA, NUMA_NODES, VFS = 10, 2, 7
 MODES = (
@@ -250,7 +238,7 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
             MOCKACCEL_DEVICE_DIR=str(agent_dirs_.root / "dev"),
             MOCKACCEL_CDI_SYSFS_DIR=CDI_SYSFS_DIR,
             PATH=os.environ.get("PATH", ""),
-            **image_env(),
+            **image_env(CONTAINERFILE),
             **extra,
         )
         with reference_plugin(reference, plane.kubeconfig, ref_dirs) as ref_pid, service_process(

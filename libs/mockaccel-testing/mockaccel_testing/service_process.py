@@ -23,6 +23,20 @@ from typing import IO, Any
 
 Event = dict[str, Any]
 _EOF: Event = {"event": "_eof"}
+# The settings of a service image that shape the interpreter (not the image's own paths,
+# such as PEX_ROOT): a benchmark of the service as deployed runs it with them.
+IMAGE_ENV = ("SSL_CERT_FILE",)
+
+
+def image_env(containerfile: Path, keys: Sequence[str] = IMAGE_ENV) -> dict[str, str]:
+    """The ``ENV KEY=VALUE`` lines of ``containerfile`` whose key is in ``keys``."""
+    found = {}
+    for line in containerfile.read_text().splitlines():
+        if line.startswith("ENV ") and "=" in line:
+            key, value = line[4:].strip().split("=", 1)
+            if key in keys:
+                found[key] = value
+    return found
 
 
 def _parse(line: bytes) -> Event:
