@@ -45,6 +45,10 @@ a receive that fails with EAGAIN on every access; the level-triggered
 readiness of the epoll fd already says whether more is waiting.
 Region callbacks run synchronously inside ``vfu_run_ctx`` on the loop thread;
 they are short, except the injected ``slow`` fault (capped, see faults.py).
+Plain BAR0 reads do not reach Python at all: the adapter serves them in C from
+the device's register image (``Device.register_image``), except while a fault
+that concerns reads is injected (``_sync_image_reads``). ``_on_bar0`` sees the
+writes and the reads the device refuses, and logs them as before.
 """
 
 from __future__ import annotations
@@ -123,14 +127,23 @@ class VfioServer:
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
-        self._config = describe_pf(self._vfu, self._on_bar0, self._on_reset, self._on_intx_state, intx=self._intx)
+        self._config = describe_pf(
+            self._vfu,
+            self._on_bar0,
+            self._on_reset,
+            self._on_intx_state,
+            bar0_image=self._device.register_image,
+            intx=self._intx,
+        )
+        self._sync_image_reads()
 
     def state(self) -> dict[str, Any]:
         return {
             "client_attached": self._attached,
             "clients_served": self._clients,
             "clients_ended": self._clients_ended,
-            "guest_reads": self._guest_reads,
+            "guest_reads": self._guest_reads + self._vfu.image_reads,
+            "guest_reads_from_image": self._vfu.image_reads,  # served in C, without calling _on_bar0
             "guest_writes": self._guest_writes,
             "irqs_triggered": self._irqs_triggered,
             "msi_enabled": self._config is not None and self._config.msi_enabled(),
@@ -139,7 +152,7 @@ class VfioServer:
 
     async def serve(self) -> None:
         """Serve clients one after another until cancelled; raises if the listening socket breaks."""
-        self._listen_fd = self._vfu.poll_fd  # stable: the library closes it only in vfu_destroy_ctx
+        self._listen_fd = self._vfu.listen_fd  # stable: the library closes it only in vfu_destroy_ctx
         log.info("server_listening", poll_fd=self._listen_fd)
         # One thread, so attach never waits behind other work in the default executor.
         with (
@@ -171,8 +184,13 @@ class VfioServer:
     # -- device changes made outside a guest access (control API) -----------
 
     def device_changed(self) -> None:
-        """Re-evaluate the INTx line after a change the guest did not make."""
+        """After a change the guest did not make (control API): re-evaluate INTx and the read path."""
+        self._sync_image_reads()
         self._update_irq()
+
+    def _sync_image_reads(self) -> None:
+        """Reads bypass ``_on_bar0`` only while no injected fault concerns them."""
+        self._vfu.serve_image_reads(not (self._faults.fail_reads or self._faults.slow_ms))
 
     # -- the loop side -------------------------------------------------------
 
@@ -276,12 +294,6 @@ class VfioServer:
         except VfuError as exc:
             self._end_client("error", error=exc.strerror, errno=exc.errno)
             return False
-        if self._vfu.poll_fd == self._listen_fd:
-            # Detached without saying so: when a reply fails with ECONNRESET the library closes the
-            # connection but vfu_run_ctx still returns success. The listening fd is open for the
-            # context's whole life, so no connection can have its number: this test cannot be fooled.
-            log.info("client_detached", client=self._clients)
-            return False
         if time.monotonic() - started >= self._limits.io_timeout:
             self._end_client("stalled the loop", took_s=round(time.monotonic() - started, 3))
             return False
@@ -356,7 +368,7 @@ class VfioServer:
             self._guest_reads += 1
         if faults.slow_ms:
             time.sleep(faults.slow_ms / 1000)  # the injected "slow hardware" fault, capped < QEMU's 5 s
-        if not is_write:  # the hot path: a register read
+        if not is_write:  # a refused read, or any read while a fault is injected
             if faults.fail_reads:
                 log.debug("guest_access_failed_by_fault", offset=offset, width=len(data), is_write=False)
                 raise AccessRefused(errno.EINVAL)
