@@ -12,7 +12,7 @@ extension is therefore built against the prefix it is given and cached in a
 folder keyed by a hash of (cdef text, our C, prefix path, header text, Python
 ABI), so it is rebuilt exactly when one of those changes. The build takes about a second.
 
-Why a little C of our own (``C_SOURCE``): a guest register read is one
+Why a little C of our own (``mockaccel_vfu.c``): a guest register read is one
 vfio-user message, and a Python callback per message costs more CPU than the
 rest of the message (docs/performance.md). So BAR0's access callback is C: a
 plain read (1, 2, 4 or 8 bytes, naturally aligned, inside the region; the rule
@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.machinery
+import importlib.resources
 import importlib.util
 import os
 import sys
@@ -145,103 +146,8 @@ ssize_t mockaccel_bar0_access(vfu_ctx_t *vfu_ctx, char *buf, size_t count,
 int mockaccel_run(vfu_ctx_t *vfu_ctx, int max, int listen_fd);
 """
 
-# Compiled into the extension. The context's private pointer is a
-# ``struct mockaccel_private``: the Python owner (a cffi handle) and BAR0's image.
-C_SOURCE = r"""
-#include <errno.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <string.h>
-#include "libvfio-user.h"
-
-struct mockaccel_image {
-	const unsigned char *bytes;	/* the device's register image, owned by Python */
-	size_t size;
-	bool serve_reads;		/* false while a read fault is injected */
-	uint64_t reads;			/* reads served here, not seen by Python */
-	vfu_region_access_cb_t *fallback;	/* the Python handler */
-};
-
-struct mockaccel_private {
-	void *owner;
-	struct mockaccel_image bar0;
-};
-
-static void *mockaccel_owner(vfu_ctx_t *vfu_ctx)
-{
-	struct mockaccel_private *priv = vfu_get_private(vfu_ctx);
-
-	return priv->owner;
-}
-
-/*
- * Copy a plain read out of the image: 1, 2, 4 or 8 bytes, naturally aligned,
- * inside the region. Returns count, or -1 to leave the access to the Python
- * handler, which applies the same rule and says what is wrong.
- */
-static ssize_t mockaccel_image_read(struct mockaccel_image *image, char *buf,
-				    size_t count, loff_t offset)
-{
-	if (!image->serve_reads || !image->bytes)
-		return -1;
-	if (count != 1 && count != 2 && count != 4 && count != 8)
-		return -1;
-	if (offset < 0 || (uint64_t)offset % count != 0)
-		return -1;
-	if (count > image->size || (uint64_t)offset > image->size - count)
-		return -1;
-	memcpy(buf, image->bytes + offset, count);
-	image->reads++;
-	return (ssize_t)count;
-}
-
-static ssize_t mockaccel_bar0_access(vfu_ctx_t *vfu_ctx, char *buf,
-				     size_t count, loff_t offset,
-				     bool is_write)
-{
-	struct mockaccel_private *priv = vfu_get_private(vfu_ctx);
-	ssize_t ret;
-
-	if (!is_write) {
-		ret = mockaccel_image_read(&priv->bar0, buf, count, offset);
-		if (ret >= 0)
-			return ret;
-	}
-	return priv->bar0.fallback(vfu_ctx, buf, count, offset, is_write);
-}
-
-/*
- * Handle up to max pending messages (all of them if max is 0). Returns how
- * many were handled (0: none pending), or -1 with errno set. A client that
- * went away is always -1 with ENOTCONN: when a reply fails with ECONNRESET
- * the library closes the connection but vfu_run_ctx() still returns success,
- * and only the poll fd, back to the listening socket, tells. The listening
- * socket stays open for the context's whole life, so no connection can have
- * its number: that test cannot be fooled.
- */
-static int mockaccel_run(vfu_ctx_t *vfu_ctx, int max, int listen_fd)
-{
-	int handled = 0;
-	int ret;
-
-	while (max <= 0 || handled < max) {
-		ret = vfu_run_ctx(vfu_ctx);
-		if (ret < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			return -1;
-		}
-		if (ret == 0)
-			break;
-		handled += ret;
-	}
-	if (vfu_get_poll_fd(vfu_ctx) == listen_fd) {
-		errno = ENOTCONN;
-		return -1;
-	}
-	return handled;
-}
-"""
+# Our C (kernel style, a resource of this package): compiled into the extension.
+C_SOURCE = importlib.resources.files("mockaccel_vfio_server.adapters").joinpath("mockaccel_vfu.c").read_text()
 
 
 @dataclass(frozen=True)

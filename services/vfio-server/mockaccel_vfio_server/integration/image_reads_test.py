@@ -113,7 +113,7 @@ def test_refused_reads_reach_python_and_fail_as_before(
         lambda e: e.get("event") == "guest_error" and e.get("offset") == offset and e.get("width") == width
     )
     assert event is not None
-    assert event["reason"] == reason and event["is_write"] is False
+    assert (event["reason"], event["is_write"]) == (reason, False)
     in_c, in_python, _ = counters(server)
     assert (in_c - before[0], in_python - before[1]) == (1, 1)
 
@@ -152,7 +152,8 @@ def test_a_refused_write_is_logged_by_python(server: RunningServer) -> None:
     event = server.process.wait_until(
         lambda e: e.get("event") == "guest_error" and e.get("offset") == OFF["ID"] and e.get("is_write") is True
     )
-    assert event is not None and event["reason"] == "write to a read-only or reserved register"
+    assert event is not None
+    assert event["reason"] == "write to a read-only or reserved register"
 
 
 def test_read_faults_send_reads_through_python_until_they_end(server: RunningServer) -> None:
