@@ -20,7 +20,10 @@ of docs/abi.md §2) is copied out of the device's register image, a buffer
 Python hands over once. Everything else (writes, any read the rule does not
 clearly allow, reads while a fault is injected) goes to the Python handler,
 which applies the device's rules, logs and replies as before. The C side never
-refuses anything: it only serves, or defers.
+refuses anything: it only serves, or defers. And the loop that waits for a
+client's messages and handles them (``mockaccel_serve``) is C too, run in a
+thread of its own with the GIL released, so that a plain read costs no Python
+and no event-loop wake-up (``server.py`` says how that thread is kept safe).
 
 Nothing here reads the environment: callers pass the prefix and the cache
 folder in (the service's Settings own ``MOCKACCEL_LIBVFIO_USER_PREFIX``).
@@ -144,6 +147,14 @@ ssize_t mockaccel_image_read(struct mockaccel_image *image, char *buf,
 ssize_t mockaccel_bar0_access(vfu_ctx_t *vfu_ctx, char *buf, size_t count,
                               loff_t offset, bool is_write);
 int mockaccel_run(vfu_ctx_t *vfu_ctx, int max, int listen_fd);
+enum mockaccel_serve_end {
+    MOCKACCEL_WOKEN = 0,
+    MOCKACCEL_FAILED = -1,
+    MOCKACCEL_STALLED = -2,
+    MOCKACCEL_HUNG_UP = -3,
+};
+int mockaccel_serve(vfu_ctx_t *vfu_ctx, int conn_fd, int wake_fd,
+                    int listen_fd, int io_timeout_ms);
 """
 
 # Our C (kernel style, a resource of this package): compiled into the extension.

@@ -7,11 +7,16 @@ collected while C still holds its pointer. ``VfuContext`` turns failures into
 callback alive until the context is destroyed, and turns a Python exception in
 a region handler into an I/O error for the guest instead of a crash.
 
-The context is always non-blocking (``LIBVFIO_USER_FLAG_ATTACH_NB``) so it fits
-an asyncio loop: register ``poll_fd`` with ``loop.add_reader``; on readiness
-call ``attach()`` until it returns True, then ``run()``; on ``VfuDisconnected``
-call ``attach()`` again. The poll fd changes at each of those steps, so fetch it
-again every time.
+The context is always non-blocking (``LIBVFIO_USER_FLAG_ATTACH_NB``): wait for
+``listen_fd`` to be readable, call ``attach()`` until it returns True, then
+either ``run()`` on each readiness of ``poll_fd`` or ``serve()`` in a thread of
+its own (it waits for messages itself, with the GIL released); on
+``VfuDisconnected`` call ``attach()`` again. The poll fd changes at each of
+those steps, so fetch it again every time.
+
+libvfio-user is not thread-safe: one thread at a time may call into a context
+(``VfuContext`` does not lock; the caller arranges it). The callbacks run in
+the thread that called ``attach()``, ``run()``, ``serve()`` or ``close()``.
 
 Typical use::
 
@@ -55,6 +60,7 @@ __all__ = [
     "RegionHandler",
     "ResetHandler",
     "ResetReason",
+    "ServeEnd",
     "VfuContext",
     "VfuDisconnected",
     "VfuError",
@@ -133,6 +139,14 @@ class IrqKind(enum.IntEnum):
     REQ = 4
 
 
+class ServeEnd(enum.IntEnum):
+    """Why ``serve()`` returned without an error."""
+
+    WOKEN = 0  # the wake fd is readable: the caller has work for the context
+    STALLED = -2  # one message took ``io_timeout`` or more
+    HUNG_UP = -3  # the socket reported an error or hang-up, and no message
+
+
 _HEADER_NAMES: dict[enum.IntEnum, str] = {
     **{r: f"VFU_PCI_DEV_{r.name}_REGION_IDX" for r in Region if r.name.startswith("BAR")},
     Region.ROM: "VFU_PCI_DEV_ROM_REGION_IDX",
@@ -141,6 +155,9 @@ _HEADER_NAMES: dict[enum.IntEnum, str] = {
     ResetReason.LOST_CONN: "VFU_RESET_LOST_CONN",
     ResetReason.PCI_FLR: "VFU_RESET_PCI_FLR",
     **{k: f"VFU_DEV_{k.name}_IRQ" for k in IrqKind},
+    ServeEnd.WOKEN: "MOCKACCEL_WOKEN",
+    ServeEnd.STALLED: "MOCKACCEL_STALLED",
+    ServeEnd.HUNG_UP: "MOCKACCEL_HUNG_UP",
 }
 
 # syslog(3) levels libvfio-user logs with, mapped to logging levels.
@@ -408,6 +425,23 @@ class VfuContext:
         if ret < 0:
             raise self._error(self._ffi.errno, "vfu_run_ctx")
         return int(ret)
+
+    def serve(self, wake_fd: int, *, io_timeout: float) -> ServeEnd:
+        """Serve the attached client in this thread until it ends or ``wake_fd`` is readable.
+
+        Blocks (the GIL released) in ``poll(2)`` on the connection and
+        ``wake_fd``, handling one message per readiness, entirely in C except
+        the Python callbacks. The connection must be non-blocking. Returns
+        ``ServeEnd.WOKEN`` when ``wake_fd`` is readable (not drained: the
+        caller's), ``STALLED`` or ``HUNG_UP`` for a client to end; raises
+        ``VfuDisconnected`` when the client went away, ``VfuError`` on any other
+        library error. Only one thread may use the context meanwhile.
+        """
+        timeout_ms = max(1, round(io_timeout * 1000))
+        ret = self._lib.mockaccel_serve(self._ptr, self.poll_fd, wake_fd, self._listen_fd, timeout_ms)
+        if ret == self._lib.MOCKACCEL_FAILED:
+            raise self._error(self._ffi.errno, "vfu_run_ctx")
+        return ServeEnd(ret)
 
     def trigger_irq(self, subindex: int = 0) -> None:
         self._check(self._lib.vfu_irq_trigger(self._ptr, subindex), "vfu_irq_trigger")
