@@ -47,6 +47,8 @@ No client can crash or stall this loop. How, given what libvfio-user does:
   callback's Python. The C read path reads the register image without the
   lock: a read concurrent with a control-API change (health) sees each byte
   before or after it, as with a real device whose state changes under a read.
+  The config-space callback (``ConfigSpace.access``, MSI capability writes)
+  does not take it either: the loop only reads the MSI enable bit, one byte.
 - **Every client error ends only that client.** Any ``vfu_run_ctx`` error
   other than ENOTCONN (a lost connection, already handled by the library)
   shuts the connection down and drains it, so the library's next read sees
