@@ -69,7 +69,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         )
         if settings.control_socket is not None:
             api = ControlApi(device, faults, changed=server.device_changed, server_state=server.state)
-            await stack.enter_async_context(control_server(settings.control_socket, api.handle))
+            # The requests run under the device lock: the guest's callbacks run in the serving thread.
+            await stack.enter_async_context(control_server(settings.control_socket, server.guarded(api.handle)))
         group.create_task(server.serve(), name="vfio_server")
 
     await run_service("mockaccel_vfio_server", start, drain_timeout=settings.drain_timeout, stop=stop)

@@ -2,23 +2,17 @@
 
 No client can crash or stall this loop. How, given what libvfio-user does:
 
-- **Readiness follows the library's fd lifecycle.** libvfio-user closes the
-  connection fd itself when a client goes away, and its poll fd changes
+- **The loop never watches an fd the library may close.** libvfio-user closes
+  the connection fd itself when a client goes away, and its poll fd changes
   (listening socket, connection, listening socket again). uvloop aborts the
   process (SIGABRT in libuv's epoll bookkeeping) if a watched fd is closed
   behind its back, and libuv keys that bookkeeping by fd number. So the loop
-  never watches an fd the library may close. The listening socket is watched
-  only while *awaiting* a client (``_readable``). An attached connection is
-  registered in a private epoll instance that this module owns (``_watch``),
-  and the loop watches only that epoll fd, for the whole client: no reader is
-  added and removed around every message, and when the library closes the
-  connection the kernel drops it from our epoll by itself (nothing else holds
-  that socket). A persistent reader on the socket itself is not an option:
-  when the peer closes with a reply unread the socket reports EPOLLERR, and
-  uvloop then runs the reader once and closes its poll handle for good (a
-  client left attached with its messages unread; the fuzz suite's stall). An
-  epoll fd never reports an error, only "readable". No fd number is ever
-  compared with an earlier one: state changes are known from return values.
+  watches only the listening socket, and only while *awaiting* a client
+  (``_readable``); the library closes it only in ``vfu_destroy_ctx``. An
+  attached connection is polled by the serving thread (below), with
+  ``poll(2)`` and only between two ``vfu_run_ctx`` calls, so a connection the
+  library closed is never polled again. No fd number is ever compared with an
+  earlier one: state changes are known from return values.
 - **Attach runs in a worker thread with a deadline.** ``vfu_attach_ctx`` with
   ATTACH_NB accepts without blocking but then reads the VERSION negotiation
   with blocking calls: a silent client would hold the loop. The one worker
@@ -26,25 +20,52 @@ No client can crash or stall this loop. How, given what libvfio-user does:
   so nothing else calls the library). At the deadline, or on shutdown, the
   half-open connection is shut down (``shutdown(2)``, never ``close``: the fd is
   the library's), which ends the blocked read; the thread is always awaited.
+- **An attached client is served by a thread of its own.** Waiting for a
+  message and handling it is C (``VfuContext.serve``: ``poll(2)`` then
+  ``vfu_run_ctx``), called from the worker thread with the GIL released, so a
+  plain BAR0 read (served from ``Device.register_image`` in C) runs no Python
+  and wakes no event loop, and the loop never waits on the library. The
+  loop awaits the thread's end. libvfio-user is not thread-safe, so the
+  context has one user at a time, always the worker while a client is attached
+  (attach, serve, end the client) and the loop otherwise (describe, close).
+  The loop reaches the context in between only through the thread: it writes
+  an eventfd the thread polls along with the connection. That is how it asks
+  for an interrupt (``_trigger``: a control-API change raised the line) and
+  how it stops the thread (cancellation: the thread returns between two
+  messages; the client stays attached until ``vfu_destroy_ctx``). No fd of the
+  library's is closed or shut down to stop it, and the eventfd, which is
+  ours, is closed only after the thread has returned. The thread blocks only
+  in ``poll(2)`` (the connection is non-blocking) and in the ``slow`` fault's
+  sleep (capped below 5 s), so stopping takes at most that long.
+- **One lock guards the device.** The Python callbacks (BAR0 writes and
+  refused reads, reset, INTx mask state) run in the serving thread, the
+  control API in the loop; both change ``Device``, ``Faults`` and the IRQ
+  state here. So every callback runs under ``_lock`` and so does every control
+  request (``guarded``), and nothing blocking is done under it: the ``slow``
+  fault sleeps before taking it, and no call into the library that can call
+  back (reset) is made while holding it. The loop waits at most for one
+  callback's Python. The C read path reads the register image without the
+  lock: a read concurrent with a control-API change (health) sees each byte
+  before or after it, as with a real device whose state changes under a read.
+  The config-space callback (``ConfigSpace.access``, MSI capability writes)
+  does not take it either: the loop only reads the MSI enable bit, one byte.
 - **Every client error ends only that client.** Any ``vfu_run_ctx`` error
   other than ENOTCONN (a lost connection, already handled by the library)
   shuts the connection down and drains it, so the library's next read sees
   end-of-file, detaches and resets the device. The connection is made
   non-blocking when the client is attached, so a body that never comes, or a
   client that never reads its replies, costs an EAGAIN error reply rather than
-  a wait. The connection also gets receive and send timeouts, and a ``vfu_run_ctx``
-  call that still took ``io_timeout`` ends the client. Errors of the listening socket that say "no fds left" (EMFILE…)
-  back off instead of spinning; only errors that mean the listening socket
-  itself is broken stop the process.
+  a wait. The connection also gets receive and send timeouts, and a message
+  that still took ``io_timeout`` ends the client. Errors of the listening
+  socket that say "no fds left" (EMFILE…) back off instead of spinning; only
+  errors that mean the listening socket itself is broken stop the process.
 
-Each readiness runs at most ``burst`` messages and then returns to the loop,
-so a flooding client cannot starve signal handling or the control API. The
-default is one: QEMU waits for the reply to each access, so after a message
-there is almost never another one queued, and asking the library for it costs
-a receive that fails with EAGAIN on every access; the level-triggered
-readiness of the epoll fd already says whether more is waiting.
-Region callbacks run synchronously inside ``vfu_run_ctx`` on the loop thread;
-they are short, except the injected ``slow`` fault (capped, see faults.py).
+The thread handles one message per readiness of the connection: QEMU waits
+for the reply to each access, so after a message there is almost never another
+one queued, and asking the library for it would cost a receive that fails with
+EAGAIN on every access. Plain BAR0 reads do not reach Python at all, except
+while a fault that concerns reads is injected (``_sync_image_reads``).
+``_on_bar0`` sees the writes and the reads the device refuses, and logs them.
 """
 
 from __future__ import annotations
@@ -54,10 +75,11 @@ import concurrent.futures
 import contextlib
 import errno
 import os
-import select
 import socket
 import struct
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -65,6 +87,7 @@ from mockaccel_common.logging import get_logger
 from mockaccel_vfio_server.adapters.libvfio_user import (
     AccessRefused,
     ResetReason,
+    ServeEnd,
     VfuContext,
     VfuDisconnected,
     VfuError,
@@ -76,7 +99,6 @@ from mockaccel_vfio_server.errors import GuestError
 
 log = get_logger("mockaccel_vfio_server.server")
 
-DEFAULT_BURST = 1  # messages per readiness (see the module docstring)
 # errnos of vfu_attach_ctx that mean the listening socket itself is broken. Anything else
 # (EINVAL, EFAULT for fds sent with VERSION, EPROTO...) concerns one client that spoke garbage during negotiation.
 _FATAL_ATTACH_ERRNOS = {errno.EBADF, errno.ENOTSOCK, errno.EOPNOTSUPP}
@@ -90,11 +112,10 @@ _DRAIN_LIMIT = 1 << 22
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-client bounds (seconds): VERSION negotiation, and one blocking read or write."""
+    """Per-client bounds (seconds): VERSION negotiation, and one message (or blocking read or write)."""
 
     negotiation_timeout: float = 2.0
     io_timeout: float = 1.0
-    burst: int = DEFAULT_BURST
 
 
 class VfioServer:
@@ -119,18 +140,32 @@ class VfioServer:
         self._guest_reads = 0
         self._guest_writes = 0
         self._listen_fd = -1
-        self._watch: select.epoll | None = None
+        # Guards the device, the faults and the state below (see the module docstring).
+        self._lock = threading.Lock()
+        self._ctx_thread: int | None = None  # the thread serving the attached client
+        self._wake_fd = -1  # the serving thread's eventfd, while it runs
+        self._pending_irqs: list[str] = []  # interrupts the loop asked the serving thread for
+        self._stopping = False
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
-        self._config = describe_pf(self._vfu, self._on_bar0, self._on_reset, self._on_intx_state, intx=self._intx)
+        self._config = describe_pf(
+            self._vfu,
+            self._on_bar0,
+            self._on_reset,
+            self._on_intx_state,
+            bar0_image=self._device.register_image,
+            intx=self._intx,
+        )
+        self._sync_image_reads()
 
     def state(self) -> dict[str, Any]:
         return {
             "client_attached": self._attached,
             "clients_served": self._clients,
             "clients_ended": self._clients_ended,
-            "guest_reads": self._guest_reads,
+            "guest_reads": self._guest_reads + self._vfu.image_reads,
+            "guest_reads_from_image": self._vfu.image_reads,  # served in C, without calling _on_bar0
             "guest_writes": self._guest_writes,
             "irqs_triggered": self._irqs_triggered,
             "msi_enabled": self._config is not None and self._config.msi_enabled(),
@@ -139,14 +174,11 @@ class VfioServer:
 
     async def serve(self) -> None:
         """Serve clients one after another until cancelled; raises if the listening socket breaks."""
-        self._listen_fd = self._vfu.poll_fd  # stable: the library closes it only in vfu_destroy_ctx
+        self._listen_fd = self._vfu.listen_fd  # stable: the library closes it only in vfu_destroy_ctx
         log.info("server_listening", poll_fd=self._listen_fd)
-        # One thread, so attach never waits behind other work in the default executor.
-        with (
-            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfu-attach") as worker,
-            select.epoll() as watch,
-        ):
-            self._watch = watch
+        # One thread: it negotiates with and then serves each client, so it is the
+        # context's only user while a client is attached, and never waits behind other work.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfu-client") as worker:
             backoff = _BACKOFF_MIN_S
             while True:
                 await self._readable(self._listen_fd)
@@ -162,17 +194,33 @@ class VfioServer:
                 backoff = _BACKOFF_MIN_S
                 if attached:
                     try:
-                        await self._serve_client()
+                        await self._serve_client(worker)
                     finally:
-                        self._attached = False
-                        self._irq_line = False
-                        self._intx_masked = False
+                        with self._lock:
+                            self._attached = False
+                            self._irq_line = False
+                            self._intx_masked = False
+                            self._pending_irqs.clear()
 
     # -- device changes made outside a guest access (control API) -----------
 
+    def guarded(self, handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``handler`` (the control API's) run under the device lock, as the guest's callbacks are."""
+
+        def locked(request: Any) -> Any:
+            with self._lock:
+                return handler(request)
+
+        return locked
+
     def device_changed(self) -> None:
-        """Re-evaluate the INTx line after a change the guest did not make."""
+        """After a change the guest did not make (control API, under ``guarded``): re-evaluate INTx and reads."""
+        self._sync_image_reads()
         self._update_irq()
+
+    def _sync_image_reads(self) -> None:
+        """Reads bypass ``_on_bar0`` only while no injected fault concerns them."""
+        self._vfu.serve_image_reads(not (self._faults.fail_reads or self._faults.slow_ms))
 
     # -- the loop side -------------------------------------------------------
 
@@ -227,68 +275,70 @@ class VfioServer:
         self._on_connection(self._set_io_timeouts)
         return True
 
-    async def _serve_client(self) -> None:
-        """Run the attached client's messages until it leaves or is ended.
+    async def _serve_client(self, worker: concurrent.futures.Executor) -> None:
+        """Serve the attached client in ``worker`` until it leaves or is ended; on cancellation, stop it first.
 
-        The connection is registered in our epoll (level-triggered) and the
-        loop watches that epoll fd while the client is attached; the messages
-        run in the reader callback itself (no future, no task switch and no
-        ``epoll_ctl`` per message). The library may close the connection
-        inside that callback: the kernel then removes it from our epoll, and
-        the loop's registration (our epoll fd) is unaffected.
+        The thread is always awaited before this returns, so the context has a
+        single user and the eventfd is closed after its last use.
         """
-        assert self._watch is not None
-        watch, conn = self._watch, self._vfu.poll_fd
-        os.set_blocking(conn, False)  # the fd is the library's, but its flags are ours to set
+        os.set_blocking(self._vfu.poll_fd, False)  # the fd is the library's, but its flags are ours to set
         loop = asyncio.get_running_loop()
-        finished: asyncio.Future[None] = loop.create_future()
-
-        def on_ready() -> None:
-            if finished.done():
-                return  # the client is gone; the reader goes when the awaiting task resumes
-            try:
-                if not self._run_messages():
-                    finished.set_result(None)
-            except Exception as exc:  # handed to the awaiting task, which raises it
-                finished.set_exception(exc)
-
-        watch.register(conn, select.EPOLLIN)
+        wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         try:
-            loop.add_reader(watch.fileno(), on_ready)
+            with self._lock:
+                self._wake_fd = wake
+                self._stopping = False
+            done = loop.run_in_executor(worker, self._serve_in_thread, wake)
             try:
-                await finished
-            finally:
-                loop.remove_reader(watch.fileno())
+                await asyncio.shield(done)
+            except asyncio.CancelledError:
+                with self._lock:
+                    self._stopping = True
+                    os.eventfd_write(wake, 1)
+                await _join(done)
+                raise
         finally:
-            # Normally already gone (the library closed it: EBADF, or the number is reused: ENOENT);
-            # still registered only when we stop while a client is attached.
-            with contextlib.suppress(OSError):
-                watch.unregister(conn)
+            with self._lock:
+                self._wake_fd = -1
+            os.close(wake)
 
-    def _run_messages(self) -> bool:
-        """Handle the messages of one readiness; False once the client is gone or has been ended."""
-        started = time.monotonic()
+    def _serve_in_thread(self, wake: int) -> None:
+        """The worker's side: serve until the client is gone or ended, or the loop says stop."""
+        with self._lock:
+            self._ctx_thread = threading.get_ident()
         try:
-            self._vfu.run(max_messages=self._limits.burst)
-        except VfuDisconnected:
-            log.info("client_detached", client=self._clients)
-            return False
-        except VfuError as exc:
-            self._end_client("error", error=exc.strerror, errno=exc.errno)
-            return False
-        if self._vfu.poll_fd == self._listen_fd:
-            # Detached without saying so: when a reply fails with ECONNRESET the library closes the
-            # connection but vfu_run_ctx still returns success. The listening fd is open for the
-            # context's whole life, so no connection can have its number: this test cannot be fooled.
-            log.info("client_detached", client=self._clients)
-            return False
-        if time.monotonic() - started >= self._limits.io_timeout:
-            self._end_client("stalled the loop", took_s=round(time.monotonic() - started, 3))
-            return False
-        return True
+            while True:
+                with self._lock:
+                    pending, self._pending_irqs = self._pending_irqs, []
+                    for reason in pending:
+                        self._deliver(reason)
+                try:
+                    end = self._vfu.serve(wake, io_timeout=self._limits.io_timeout)
+                except VfuDisconnected:
+                    log.info("client_detached", client=self._clients)
+                    return
+                except VfuError as exc:
+                    self._end_client("error", error=exc.strerror, errno=exc.errno)
+                    return
+                if end is ServeEnd.STALLED:
+                    self._end_client("stalled", io_timeout_s=self._limits.io_timeout)
+                    return
+                if end is ServeEnd.HUNG_UP:
+                    self._end_client("hung up")
+                    return
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(wake)
+                if self._stopping:
+                    return
+        finally:
+            with self._lock:
+                self._ctx_thread = None
 
     def _end_client(self, reason: str, **details: Any) -> None:
-        """End the attached client: shut its connection down, drain it, let the library detach."""
+        """End the attached client: shut its connection down, drain it, let the library detach.
+
+        Runs in the serving thread, without the lock (the library calls reset on detach).
+        """
         self._clients_ended += 1
         log.warning("client_ended", client=self._clients, reason=reason, **details)
         self._on_connection(_shutdown_and_drain)
@@ -346,17 +396,22 @@ class VfioServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
-    # -- libvfio-user callbacks (synchronous, on the loop thread) -----------
+    # -- libvfio-user callbacks (in the serving thread, under the lock) ------
 
     def _on_bar0(self, offset: int, data: memoryview, is_write: bool) -> None:
+        slow_ms = self._faults.slow_ms
+        if slow_ms:
+            time.sleep(slow_ms / 1000)  # the injected "slow hardware" fault (capped < QEMU's 5 s), outside the lock
+        with self._lock:
+            self._on_bar0_locked(offset, data, is_write)
+
+    def _on_bar0_locked(self, offset: int, data: memoryview, is_write: bool) -> None:
         faults = self._faults
         if is_write:
             self._guest_writes += 1
         else:
             self._guest_reads += 1
-        if faults.slow_ms:
-            time.sleep(faults.slow_ms / 1000)  # the injected "slow hardware" fault, capped < QEMU's 5 s
-        if not is_write:  # the hot path: a register read
+        if not is_write:  # a refused read, or any read while a fault is injected
             if faults.fail_reads:
                 log.debug("guest_access_failed_by_fault", offset=offset, width=len(data), is_write=False)
                 raise AccessRefused(errno.EINVAL)
@@ -377,9 +432,10 @@ class VfioServer:
         self._update_irq()
 
     def _on_reset(self, reason: ResetReason) -> None:
-        self._device.reset()
-        self._irq_line = self._device.irq_line
-        self._intx_masked = False
+        with self._lock:
+            self._device.reset()
+            self._irq_line = self._device.irq_line
+            self._intx_masked = False
         log.info("device_reset", reason=reason.name.lower())
 
     def _on_intx_state(self, start: int, count: int, masked: bool) -> None:
@@ -389,9 +445,10 @@ class VfioServer:
         so a cause the driver has not cleared yet (a failed read in its handler)
         raises the interrupt again instead of being lost for good.
         """
-        self._intx_masked = masked
-        if not masked and self._device.irq_line:
-            self._trigger("intx_unmasked")
+        with self._lock:
+            self._intx_masked = masked
+            if not masked and self._device.irq_line:
+                self._trigger("intx_unmasked")
 
     def _update_irq(self) -> None:
         """Interrupt when the line rises (an enabled cause became pending), unless INTx is masked.
@@ -408,9 +465,20 @@ class VfioServer:
             self._trigger("cause_pending")
 
     def _trigger(self, reason: str) -> None:
+        """Interrupt the client (lock held): at once in the serving thread, else through it."""
         if not self._attached:
             log.debug("irq_not_delivered", reason="no client attached")
             return
+        if self._ctx_thread != threading.get_ident():
+            # The loop changed the device while the serving thread may be inside the library.
+            self._pending_irqs.append(reason)
+            if self._wake_fd >= 0:
+                os.eventfd_write(self._wake_fd, 1)
+            return
+        self._deliver(reason)
+
+    def _deliver(self, reason: str) -> None:
+        """Trigger the interrupt: in the serving thread, with the lock held."""
         try:
             self._vfu.trigger_irq(0)
         except VfuError as exc:
@@ -419,6 +487,16 @@ class VfioServer:
             return
         self._irqs_triggered += 1
         log.info("irq_triggered", cause=reason, msi=self._config is not None and self._config.msi_enabled())
+
+
+async def _join(done: asyncio.Future[None]) -> None:
+    """Await ``done`` even if cancelled again: the thread it stands for must end first."""
+    while not done.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(done)
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        # An error while stopping: the client is torn down with the context anyway.
+        log.warning("serving_thread_failed_while_stopping", error=repr(exc))
 
 
 def _refuse(exc: GuestError, **access: Any) -> NoReturn:

@@ -9,8 +9,21 @@ emulator at run time.
 Why compiled on first use: libvfio-user is not a Python package; it is built by
 ``tools/provision/libvfio-user.sh`` into a prefix that differs per machine. The
 extension is therefore built against the prefix it is given and cached in a
-folder keyed by a hash of (cdef text, prefix path, header text, Python ABI), so it is
-rebuilt exactly when one of those changes. The build takes about a second.
+folder keyed by a hash of (cdef text, our C, prefix path, header text, Python
+ABI), so it is rebuilt exactly when one of those changes. The build takes about a second.
+
+Why a little C of our own (``mockaccel_vfu.c``): a guest register read is one
+vfio-user message, and a Python callback per message costs more CPU than the
+rest of the message (docs/performance.md). So BAR0's access callback is C: a
+plain read (1, 2, 4 or 8 bytes, naturally aligned, inside the region; the rule
+of docs/abi.md §2) is copied out of the device's register image, a buffer
+Python hands over once. Everything else (writes, any read the rule does not
+clearly allow, reads while a fault is injected) goes to the Python handler,
+which applies the device's rules, logs and replies as before. The C side never
+refuses anything: it only serves, or defers. And the loop that waits for a
+client's messages and handles them (``mockaccel_serve``) is C too, run in a
+thread of its own with the GIL released, so that a plain read costs no Python
+and no event-loop wake-up (``server.py`` says how that thread is kept safe).
 
 Nothing here reads the environment: callers pass the prefix and the cache
 folder in (the service's Settings own ``MOCKACCEL_LIBVFIO_USER_PREFIX``).
@@ -21,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.machinery
+import importlib.resources
 import importlib.util
 import os
 import sys
@@ -115,7 +129,36 @@ int vfu_setup_device_nr_irqs(vfu_ctx_t *vfu_ctx, enum vfu_dev_irq_type type,
 int vfu_setup_irq_state_callback(vfu_ctx_t *vfu_ctx, enum vfu_dev_irq_type type,
                                  vfu_dev_irq_state_cb_t *cb);
 int vfu_irq_trigger(vfu_ctx_t *vfu_ctx, uint32_t subindex);
+
+struct mockaccel_image {
+    const unsigned char *bytes;
+    size_t size;
+    bool serve_reads;
+    uint64_t reads;
+    vfu_region_access_cb_t *fallback;
+};
+struct mockaccel_private {
+    void *owner;
+    struct mockaccel_image bar0;
+};
+void *mockaccel_owner(vfu_ctx_t *vfu_ctx);
+ssize_t mockaccel_image_read(struct mockaccel_image *image, char *buf,
+                             size_t count, loff_t offset);
+ssize_t mockaccel_bar0_access(vfu_ctx_t *vfu_ctx, char *buf, size_t count,
+                              loff_t offset, bool is_write);
+int mockaccel_run(vfu_ctx_t *vfu_ctx, int max, int listen_fd);
+enum mockaccel_serve_end {
+    MOCKACCEL_WOKEN = 0,
+    MOCKACCEL_FAILED = -1,
+    MOCKACCEL_STALLED = -2,
+    MOCKACCEL_HUNG_UP = -3,
+};
+int mockaccel_serve(vfu_ctx_t *vfu_ctx, int conn_fd, int wake_fd,
+                    int listen_fd, int io_timeout_ms);
 """
+
+# Our C (kernel style, a resource of this package): compiled into the extension.
+C_SOURCE = importlib.resources.files("mockaccel_vfio_server.adapters").joinpath("mockaccel_vfu.c").read_text()
 
 
 @dataclass(frozen=True)
@@ -135,10 +178,10 @@ def _library_dir(prefix: Path) -> Path:
 
 
 def _cache_key(prefix: Path) -> str:
-    """Hash of what the build depends on: declarations, prefix, header text, Python ABI."""
+    """Hash of what the build depends on: declarations, our C, prefix, header text, Python ABI."""
     abi = sysconfig.get_config_var("EXT_SUFFIX") or sys.implementation.cache_tag
     header = prefix / "include" / "vfio-user" / "libvfio-user.h"
-    digest = hashlib.sha256("\0".join((CDEF, str(prefix), str(abi))).encode())
+    digest = hashlib.sha256("\0".join((CDEF, C_SOURCE, str(prefix), str(abi))).encode())
     digest.update(header.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -156,7 +199,7 @@ def _compile(prefix: Path, target: Path) -> None:
     ffi.cdef(CDEF)
     ffi.set_source(
         MODULE_NAME,
-        '#include "libvfio-user.h"',
+        C_SOURCE,
         libraries=["vfio-user"],
         include_dirs=[str(prefix / "include" / "vfio-user")],
         library_dirs=[str(libdir)],

@@ -7,11 +7,16 @@ collected while C still holds its pointer. ``VfuContext`` turns failures into
 callback alive until the context is destroyed, and turns a Python exception in
 a region handler into an I/O error for the guest instead of a crash.
 
-The context is always non-blocking (``LIBVFIO_USER_FLAG_ATTACH_NB``) so it fits
-an asyncio loop: register ``poll_fd`` with ``loop.add_reader``; on readiness
-call ``attach()`` until it returns True, then ``run()``; on ``VfuDisconnected``
-call ``attach()`` again. The poll fd changes at each of those steps, so fetch it
-again every time.
+The context is always non-blocking (``LIBVFIO_USER_FLAG_ATTACH_NB``): wait for
+``listen_fd`` to be readable, call ``attach()`` until it returns True, then
+either ``run()`` on each readiness of ``poll_fd`` or ``serve()`` in a thread of
+its own (it waits for messages itself, with the GIL released); on
+``VfuDisconnected`` call ``attach()`` again. The poll fd changes at each of
+those steps, so fetch it again every time.
+
+libvfio-user is not thread-safe: one thread at a time may call into a context
+(``VfuContext`` does not lock; the caller arranges it). The callbacks run in
+the thread that called ``attach()``, ``run()``, ``serve()`` or ``close()``.
 
 Typical use::
 
@@ -20,7 +25,7 @@ Typical use::
         vfu.pci_init(PciType.EXPRESS)
         vfu.set_id(vendor=0x1DED, device=0x0001)
         vfu.add_express_capability()
-        vfu.setup_region(Region.BAR0, 0x1000, on_bar0)
+        vfu.setup_region(Region.BAR0, 0x1000, on_bar0, read_image=registers)
         vfu.setup_reset(on_reset)
         vfu.setup_intx()
         vfu.setup_irq_state(IrqKind.INTX, on_intx_mask)
@@ -55,6 +60,7 @@ __all__ = [
     "RegionHandler",
     "ResetHandler",
     "ResetReason",
+    "ServeEnd",
     "VfuContext",
     "VfuDisconnected",
     "VfuError",
@@ -133,6 +139,14 @@ class IrqKind(enum.IntEnum):
     REQ = 4
 
 
+class ServeEnd(enum.IntEnum):
+    """Why ``serve()`` returned without an error."""
+
+    WOKEN = 0  # the wake fd is readable: the caller has work for the context
+    STALLED = -2  # one message took ``io_timeout`` or more
+    HUNG_UP = -3  # the socket reported an error or hang-up, and no message
+
+
 _HEADER_NAMES: dict[enum.IntEnum, str] = {
     **{r: f"VFU_PCI_DEV_{r.name}_REGION_IDX" for r in Region if r.name.startswith("BAR")},
     Region.ROM: "VFU_PCI_DEV_ROM_REGION_IDX",
@@ -141,6 +155,9 @@ _HEADER_NAMES: dict[enum.IntEnum, str] = {
     ResetReason.LOST_CONN: "VFU_RESET_LOST_CONN",
     ResetReason.PCI_FLR: "VFU_RESET_PCI_FLR",
     **{k: f"VFU_DEV_{k.name}_IRQ" for k in IrqKind},
+    ServeEnd.WOKEN: "MOCKACCEL_WOKEN",
+    ServeEnd.STALLED: "MOCKACCEL_STALLED",
+    ServeEnd.HUNG_UP: "MOCKACCEL_HUNG_UP",
 }
 
 # syslog(3) levels libvfio-user logs with, mapped to logging levels.
@@ -197,18 +214,23 @@ class VfuContext:
         # C holds raw pointers to these; they must outlive vfu_destroy_ctx.
         self._keepalive: list[Any] = []
         self._handle = self._ffi.new_handle(self)
+        # The library's private pointer: our handle, and BAR0's image for the C read path.
+        self._private = self._ffi.new("struct mockaccel_private *")
+        self._private.owner = self._handle
         with private_umask():  # the socket gives full control of the device: 0600, whatever the umask
             ctx = self._lib.vfu_create_ctx(
                 self._lib.VFU_TRANS_SOCK,
                 os.fsencode(socket_path),
                 self._lib.LIBVFIO_USER_FLAG_ATTACH_NB,
-                self._handle,
+                self._private,
                 self._lib.VFU_DEV_TYPE_PCI,
             )
             err = self._ffi.errno
         if ctx == self._ffi.NULL:
             raise self._error(err, "vfu_create_ctx")
         self._ctx = ctx
+        # The listening socket: the poll fd until a client attaches, open until vfu_destroy_ctx.
+        self._listen_fd = self._check(self._lib.vfu_get_poll_fd(ctx), "vfu_get_poll_fd")
         make_private(socket_path)
         self._setup_log(log_level)
 
@@ -236,6 +258,8 @@ class VfuContext:
             return
         ctx, self._ctx = self._ctx, None
         self._lib.vfu_destroy_ctx(ctx)  # may still call the reset/log callbacks
+        bar0 = self._private.bar0  # keeps its read count; points at nothing we are about to drop
+        bar0.serve_reads, bar0.bytes, bar0.size, bar0.fallback = False, self._ffi.NULL, 0, self._ffi.NULL
         self._keepalive.clear()
         self._irq_state.clear()
         self._handle = None
@@ -292,11 +316,20 @@ class VfuContext:
         *,
         mem: bool = True,
         always_callback: bool = False,
+        read_image: memoryview | None = None,
     ) -> None:
         """Declare a BAR (memory BAR unless ``mem=False``: then I/O ports) or other region.
 
         For ``Region.CONFIG`` the handler sees accesses outside the standard
         header and known capabilities, or all of them with ``always_callback``.
+
+        ``read_image`` (BAR0 only) serves plain reads in C, without calling
+        ``handler``: 1, 2, 4 or 8 bytes, naturally aligned, inside the region,
+        copied from the image. The image must be ``size`` bytes whose address
+        never changes (a view of a buffer that is never resized) and hold the
+        region's current contents whenever the guest can read; it is read, never
+        written. Every other access, and every read while ``serve_image_reads``
+        is off, goes to ``handler`` as usual.
         """
         flags = self._lib.VFU_REGION_FLAG_RW
         if mem:
@@ -307,8 +340,19 @@ class VfuContext:
         if handler is not None:
             callback = self._region_callback(int(region), size, handler)
             self._keepalive.append(callback)
+        if read_image is not None:
+            callback = self._image_callback(region, size, callback, read_image)
         ret = self._lib.vfu_setup_region(self._ptr, int(region), size, callback, flags, self._ffi.NULL, 0, -1, 0)
         self._check(ret, "vfu_setup_region")
+
+    def serve_image_reads(self, enabled: bool) -> None:
+        """Serve plain reads from the ``read_image`` (on by default) or send every read to the handler."""
+        self._private.bar0.serve_reads = enabled
+
+    @property
+    def image_reads(self) -> int:
+        """How many reads the C path has served (the handler never saw them)."""
+        return int(self._private.bar0.reads)
 
     def setup_reset(self, handler: ResetHandler) -> None:
         """Call ``handler`` on device reset, FLR and lost connection."""
@@ -334,7 +378,7 @@ class VfuContext:
         ffi, lib = self._ffi, self._lib
 
         def on_state(vfu_ctx: Any, start: int, count: int, mask: bool) -> None:
-            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            owner: VfuContext = ffi.from_handle(lib.mockaccel_owner(vfu_ctx))
             owner._irq_state[int(kind)](start, count, bool(mask))
 
         callback = ffi.callback("vfu_dev_irq_state_cb_t *", on_state, onerror=_irq_state_failed)
@@ -347,6 +391,11 @@ class VfuContext:
         self._check(self._lib.vfu_realize_ctx(self._ptr), "vfu_realize_ctx")
 
     # -- serving (from the event loop) ---------------------------------------
+
+    @property
+    def listen_fd(self) -> int:
+        """The listening socket: the poll fd whenever no client is attached; stable until ``close()``."""
+        return self._listen_fd
 
     @property
     def poll_fd(self) -> int:
@@ -367,21 +416,32 @@ class VfuContext:
 
         ``vfu_run_ctx`` handles at most one message per call, so this loops
         until no work is left (or ``max_messages``, to bound loop stalls).
-        Raises ``VfuDisconnected`` when the client went away.
+        Raises ``VfuDisconnected`` when the client went away, including when
+        the library closed the connection but reported success (a reply that
+        failed with ECONNRESET). The loop is C (``mockaccel_run``): this is
+        called once per guest access.
         """
-        handled = 0
-        run_ctx, ctx = self._lib.vfu_run_ctx, self._ptr
-        while max_messages is None or handled < max_messages:
-            ret = run_ctx(ctx)
-            if ret < 0:
-                err = self._ffi.errno
-                if err in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    break
-                raise self._error(err, "vfu_run_ctx")
-            if ret == 0:
-                break
-            handled += ret
-        return handled
+        ret = self._lib.mockaccel_run(self._ptr, max_messages or 0, self._listen_fd)
+        if ret < 0:
+            raise self._error(self._ffi.errno, "vfu_run_ctx")
+        return int(ret)
+
+    def serve(self, wake_fd: int, *, io_timeout: float) -> ServeEnd:
+        """Serve the attached client in this thread until it ends or ``wake_fd`` is readable.
+
+        Blocks (the GIL released) in ``poll(2)`` on the connection and
+        ``wake_fd``, handling one message per readiness, entirely in C except
+        the Python callbacks. The connection must be non-blocking. Returns
+        ``ServeEnd.WOKEN`` when ``wake_fd`` is readable (not drained: the
+        caller's), ``STALLED`` or ``HUNG_UP`` for a client to end; raises
+        ``VfuDisconnected`` when the client went away, ``VfuError`` on any other
+        library error. Only one thread may use the context meanwhile.
+        """
+        timeout_ms = max(1, round(io_timeout * 1000))
+        ret = self._lib.mockaccel_serve(self._ptr, self.poll_fd, wake_fd, self._listen_fd, timeout_ms)
+        if ret == self._lib.MOCKACCEL_FAILED:
+            raise self._error(self._ffi.errno, "vfu_run_ctx")
+        return ServeEnd(ret)
 
     def trigger_irq(self, subindex: int = 0) -> None:
         self._check(self._lib.vfu_irq_trigger(self._ptr, subindex), "vfu_irq_trigger")
@@ -412,7 +472,7 @@ class VfuContext:
         ffi, lib = self._ffi, self._lib
 
         def on_log(vfu_ctx: Any, syslog_level: int, msg: Any) -> None:
-            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            owner: VfuContext = ffi.from_handle(lib.mockaccel_owner(vfu_ctx))
             owner._log_handler(_python_level(syslog_level), ffi.string(msg).decode(errors="replace"))
 
         callback = ffi.callback("vfu_log_fn_t *", on_log, onerror=_log_failed)
@@ -423,12 +483,29 @@ class VfuContext:
         ffi, lib = self._ffi, self._lib
 
         def on_reset(vfu_ctx: Any, reason: int) -> int:
-            owner: VfuContext = ffi.from_handle(lib.vfu_get_private(vfu_ctx))
+            owner: VfuContext = ffi.from_handle(lib.mockaccel_owner(vfu_ctx))
             if owner._reset is not None:
                 owner._reset(ResetReason(reason))
             return 0
 
         return ffi.callback("vfu_reset_cb_t *", on_reset, error=-1, onerror=self._callback_failed)
+
+    def _image_callback(self, region: Region, size: int, fallback: Any, image: memoryview) -> Any:
+        """Point the C read path at ``image``; return the C callback that tries it first."""
+        if region is not Region.BAR0:
+            raise ValueError(f"a read image is supported for BAR0 only, not {region.name}")
+        if fallback == self._ffi.NULL:
+            raise ValueError("a read image needs a handler for the accesses it does not serve")
+        if image.nbytes != size:
+            raise ValueError(f"the read image has {image.nbytes} bytes, the region {size}")
+        pinned = self._ffi.from_buffer("unsigned char[]", image)  # holds the buffer: it cannot be resized
+        self._keepalive.append(pinned)
+        bar0 = self._private.bar0
+        bar0.bytes = pinned
+        bar0.size = size
+        bar0.fallback = fallback
+        bar0.serve_reads = True
+        return self._ffi.addressof(self._lib, "mockaccel_bar0_access")
 
     def _region_callback(self, index: int, size: int, handler: RegionHandler) -> Any:
         """One C callback per region: the C signature does not say which region it is.

@@ -90,9 +90,18 @@ def _add_msi_capability(vfu: VfuContext, express_offset: int) -> int:
 
 
 def describe_pf(
-    vfu: VfuContext, bar0: RegionHandler, reset: ResetHandler, intx_state: IrqStateHandler, *, intx: bool = True
+    vfu: VfuContext,
+    bar0: RegionHandler,
+    reset: ResetHandler,
+    intx_state: IrqStateHandler,
+    *,
+    bar0_image: memoryview | None = None,
+    intx: bool = True,
 ) -> ConfigSpace:
     """Declare the PF on ``vfu`` and realize it (the context can then attach clients).
+
+    With ``bar0_image`` plain BAR0 reads are served from it in C and only the
+    other accesses reach ``bar0`` (see ``VfuContext.setup_region``).
 
     Without ``intx`` the function has MSI only: Interrupt Pin stays 0, so no guest
     driver waits on a line the platform does not route.
@@ -106,7 +115,7 @@ def describe_pf(
     config = ConfigSpace(vfu, _add_msi_capability(vfu, express))
     vfu.setup_region(Region.CONFIG, len(vfu.config_space()), config.access, mem=False)
     # A 32-bit non-prefetchable memory BAR: without the MEM flag it would be an I/O BAR.
-    vfu.setup_region(Region.BAR0, rm.BAR0_SIZE, bar0, mem=True)
+    vfu.setup_region(Region.BAR0, rm.BAR0_SIZE, bar0, mem=True, read_image=bar0_image)
     vfu.setup_reset(reset)
     if intx:
         vfu.setup_intx()  # realize then sets Interrupt Pin = INTA#

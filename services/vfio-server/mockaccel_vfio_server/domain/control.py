@@ -108,6 +108,7 @@ class ControlApi:
         delay_ms = _field(request, "delay_ms", int, 0)
         self._faults.apply(kind, enabled=enabled, delay_ms=delay_ms)
         log.info("fault_set", kind=kind, enabled=enabled, delay_ms=delay_ms)
+        self._changed()
         return {"faults": self._faults.as_dict()}
 
     def _state(self, request: Mapping[str, Any]) -> Reply:

@@ -67,6 +67,7 @@ def test_faults(api: Harness) -> None:
     assert api(op="fault", kind="slow", enabled=False)["faults"]["slow_ms"] == 0
     assert api(op="fault", kind="slow", delay_ms=MAX_SLOW_MS + 1)["ok"] is False
     assert api(op="fault", kind="melt")["ok"] is False
+    assert api.changes == 3  # the server re-decides where reads are served after each fault change
 
 
 @pytest.mark.parametrize(

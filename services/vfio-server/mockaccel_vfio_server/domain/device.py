@@ -4,7 +4,9 @@ Why a live byte image: guest reads are the hot path (one per vfio-user
 message), and the access rules say a read of 1, 2, 4 or 8 naturally aligned
 bytes anywhere returns the bytes of the register image. So the device keeps a
 4 KiB ``bytearray`` that is re-rendered whenever state changes (rare), and a
-read is a slice copy. Writes are decoded through a table built from
+read is a slice copy. Reads have no side effects (no register is computed or
+cleared on read), which is what lets the vfio-user adapter serve them straight
+from ``register_image`` without calling in here. Writes are decoded through a table built from
 ``mockaccel_common.regmap``: offsets are never re-declared here.
 
 Everything a guest can do wrong raises ``GuestError``; nothing else escapes
@@ -83,6 +85,14 @@ class Device:
         """Whether INTx is asserted: a pending cause that is enabled."""
         return bool(self._irq_status & self._irq_enable)
 
+    @property
+    def register_image(self) -> memoryview:
+        """The live image guest reads return, read-only: same address and size for the device's life.
+
+        Every state change re-renders it in place before the change returns.
+        """
+        return self._view.toreadonly()
+
     def check_read(self, offset: int, width: int) -> None:
         if width not in READ_WIDTHS:
             raise GuestError(f"read width must be one of {READ_WIDTHS}", offset=offset, width=width)
@@ -94,9 +104,11 @@ class Device:
     def read_into(self, offset: int, buf: memoryview) -> None:
         """Fill ``buf`` (the guest's read of ``len(buf)`` bytes at ``offset``) from the image.
 
-        The hot path: a valid access costs one combined test and one copy out
-        of a view of the image (no intermediate bytes object); ``check_read``
-        runs only to name what is wrong with an invalid one.
+        A valid access costs one combined test and one copy out of a view of
+        the image; ``check_read`` runs only to name what is wrong with an
+        invalid one. (The vfio-user adapter serves valid guest reads from
+        ``register_image`` itself, so this sees them only while a read fault is
+        injected.)
         """
         width = len(buf)
         if width not in READ_WIDTHS or offset < 0 or offset + width > rm.BAR0_SIZE or offset % width:

@@ -260,3 +260,24 @@ def test_writes_to_read_only_registers_never_change_the_image(offset: int, value
     with pytest.raises(GuestError):
         device.write(offset, 4, value)
     assert [device.read(o, 8) for o in range(0, rm.BAR0_SIZE, 8)] == before
+
+
+def test_register_image_is_a_live_read_only_view_of_what_reads_return() -> None:
+    device = make()
+    image = device.register_image
+    assert image.readonly
+    assert image.nbytes == rm.BAR0_SIZE
+    with pytest.raises(TypeError):
+        image[0] = 0
+    buffer = image.obj  # the bytearray behind it: rewritten in place, never replaced
+    device.write(OFF["STATUS"], 4, int(Status.ALLOCATED))
+    device.write(OFF["PASSPHRASE_CMD"], 4, int(rm.PassphraseCommand.GENERATE))
+    device.set_health(None, healthy=False)
+    assert device.register_image.obj is buffer
+    for offset in range(0, rm.BAR0_SIZE, 8):
+        assert int.from_bytes(image[offset : offset + 8], "little") == device.read(offset, 8), hex(offset)
+    assert int.from_bytes(image[OFF["STATUS"] : OFF["STATUS"] + 4], "little") == (
+        Status.READY | Status.ALLOCATED | Status.UNHEALTHY
+    )
+    device.reset()
+    assert int.from_bytes(image[OFF["PASSPHRASE_COUNT"] : OFF["PASSPHRASE_COUNT"] + 4], "little") == 0
