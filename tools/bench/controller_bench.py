@@ -1,8 +1,12 @@
 """Benchmark of the controller against a loopback control plane; prints numbers (not a test).
 
 Run from the repo root (the provisioned Kubernetes binaries are found as the tests find them):
+    ./pants package services/controller/mockaccel_controller:controller
+    ./pants run tools/bench/controller_bench.py -- [--changes 40] [--profile DIR]
+or, without Pants' runner:
     PYTHONPATH=libs/mockaccel-common:libs/mockaccel-testing:services/controller \\
         python3 tools/bench/controller_bench.py [--changes 40] [--profile DIR]
+Its BUILD target runs it in the build root (it reads dist/ and the Containerfile).
 
 The controller runs as its own process, default settings unless named, as in
 production: by default the production pex (``./pants package
