@@ -56,7 +56,10 @@ No client can crash or stall this loop. How, given what libvfio-user does:
   non-blocking when the client is attached, so a body that never comes, or a
   client that never reads its replies, costs an EAGAIN error reply rather than
   a wait. The connection also gets receive and send timeouts, and a message
-  that still took ``io_timeout`` ends the client. Errors of the listening
+  that still took ``io_timeout`` longer than the longest injected ``slow``
+  delay ends the client (the delay is the device's, and the guest is meant to
+  wait for it: counting it would drop the client of a fault test that asks
+  for a delay above ``io_timeout``). Errors of the listening
   socket that say "no fds left" (EMFILE…) back off instead of spinning; only
   errors that mean the listening socket itself is broken stop the process.
 
@@ -94,7 +97,7 @@ from mockaccel_vfio_server.adapters.libvfio_user import (
 )
 from mockaccel_vfio_server.adapters.pci_function import ConfigSpace, describe_pf
 from mockaccel_vfio_server.domain.device import Device
-from mockaccel_vfio_server.domain.faults import Faults
+from mockaccel_vfio_server.domain.faults import MAX_SLOW_MS, Faults
 from mockaccel_vfio_server.errors import GuestError
 
 log = get_logger("mockaccel_vfio_server.server")
@@ -146,6 +149,9 @@ class VfioServer:
         self._wake_fd = -1  # the serving thread's eventfd, while it runs
         self._pending_irqs: list[str] = []  # interrupts the loop asked the serving thread for
         self._stopping = False
+        # A message taking longer than this ends its client: the I/O timeout on top of the
+        # longest injected delay, which the guest is meant to wait for (see the module docstring).
+        self._stall_after = self._limits.io_timeout + MAX_SLOW_MS / 1000
 
     def describe(self) -> None:
         """Declare the PCI function and realize the context (before ``serve``)."""
@@ -313,7 +319,7 @@ class VfioServer:
                     for reason in pending:
                         self._deliver(reason)
                 try:
-                    end = self._vfu.serve(wake, io_timeout=self._limits.io_timeout)
+                    end = self._vfu.serve(wake, io_timeout=self._stall_after)
                 except VfuDisconnected:
                     log.info("client_detached", client=self._clients)
                     return
@@ -321,7 +327,7 @@ class VfioServer:
                     self._end_client("error", error=exc.strerror, errno=exc.errno)
                     return
                 if end is ServeEnd.STALLED:
-                    self._end_client("stalled", io_timeout_s=self._limits.io_timeout)
+                    self._end_client("stalled", took_over_s=self._stall_after)
                     return
                 if end is ServeEnd.HUNG_UP:
                     self._end_client("hung up")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import select
@@ -261,6 +262,30 @@ def test_slow_fault_delays_guest_accesses(server: RunningServer) -> None:
         fast = time.monotonic() - started
     assert slow >= 0.3
     assert fast < 0.3
+
+
+def test_a_slow_fault_longer_than_the_io_timeout_keeps_the_client_and_the_control_api(server: RunningServer) -> None:
+    """The injected delay is the device's, not the client's: the guest waits, nobody is dropped or stalled.
+
+    The fixture's server has the default I/O timeout (1 s); the delay is longer.
+    The control API answers while an access sleeps (the serving thread sleeps,
+    not the event loop), and the client is still served after two slow accesses.
+    """
+    ended_before = server.control("state")["state"]["clients_ended"]
+    with VfioUserClient(server.socket) as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        server.control("fault", kind="slow", delay_ms=1500)
+        try:
+            first = pool.submit(client.read_int, BAR0, 0, 4)
+            time.sleep(0.2)  # the request is on its way, or already sleeping in the server
+            server.control("state")
+            answered_while_slow = not first.done()
+            assert first.result(timeout=10) == rm.DEVICE_MAGIC
+            assert client.read_int(BAR0, 0, 4) == rm.DEVICE_MAGIC  # the same client, a second slow access
+        finally:
+            server.control("fault", kind="slow", enabled=False)
+        assert client.read_int(BAR0, 0, 4) == rm.DEVICE_MAGIC
+    assert answered_while_slow
+    assert server.control("state")["state"]["clients_ended"] == ended_before
 
 
 def test_fail_writes_fault_drops_guest_writes(server: RunningServer) -> None:
