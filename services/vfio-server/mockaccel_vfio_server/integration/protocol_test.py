@@ -7,6 +7,7 @@ import errno
 import os
 import select
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -205,6 +206,49 @@ def test_unmasked_intx_fires_again_while_the_cause_is_pending(server: RunningSer
             assert interrupts(efd, 5) == 1
     finally:
         os.close(efd)
+
+
+def test_control_api_changes_interleave_with_a_stream_of_guest_accesses(server: RunningServer) -> None:
+    """The control API (event loop) and the guest's accesses (serving thread) share the device under one lock.
+
+    A guest thread reads and acknowledges without pause while the control API
+    flips the PF's health: every access succeeds with a value the device can
+    hold, the interrupts the changes raise reach the client, nobody deadlocks
+    and the client is never ended.
+    """
+    ended_before = server.control("state")["state"]["clients_ended"]
+    triggered_before = server.control("state")["state"]["irqs_triggered"]
+    server.control("health", function="pf", healthy=True)
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    stop = threading.Event()
+    try:
+        with VfioUserClient(server.socket) as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+            client.set_irq_eventfds(INTX, [efd])
+            client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)  # start with nothing pending
+            client.write_int(BAR0, OFF["IRQ_ENABLE"], rm.IrqCause.HEALTH)
+
+            def guest() -> int:
+                accesses = 0
+                while not stop.is_set():
+                    assert client.read_int(BAR0, 0, 4) == rm.DEVICE_MAGIC
+                    assert client.read_int(BAR0, OFF["IRQ_STATUS"], 4) in (0, rm.IrqCause.HEALTH)
+                    client.write_int(BAR0, OFF["IRQ_STATUS"], rm.IrqCause.HEALTH)  # acknowledge
+                    accesses += 3
+                return accesses
+
+            accesses = pool.submit(guest)
+            for flip in range(60):
+                server.control("health", function="pf", healthy=flip % 2 == 1)
+            stop.set()
+            assert accesses.result(timeout=30) > 0
+            assert interrupts(efd, 5) >= 1  # the first flip found nothing pending: a rising edge at least
+            assert client.read_int(BAR0, 0, 4) == rm.DEVICE_MAGIC
+    finally:
+        stop.set()
+        os.close(efd)
+    state = server.control("state")["state"]
+    assert state["clients_ended"] == ended_before
+    assert state["irqs_triggered"] > triggered_before
 
 
 def _msi_offset(client: VfioUserClient) -> int:
