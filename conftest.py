@@ -3,4 +3,5 @@
 The hygiene itself lives in libs/mockaccel-testing/mockaccel_hygiene.py, where it is typed and tested.
 """
 
-from mockaccel_hygiene import pytest_runtest_call  # noqa: F401  (a pytest hook, found by name)
+# pytest hooks, found by name
+from mockaccel_hygiene import pytest_configure, pytest_runtest_call, pytest_sessionfinish  # noqa: F401
