@@ -319,7 +319,7 @@ class VfioServer:
                     for reason in pending:
                         self._deliver(reason)
                 try:
-                    end = self._vfu.serve(wake, io_timeout=self._stall_after)
+                    end = self._vfu.serve(wake, stall_after=self._stall_after)
                 except VfuDisconnected:
                     log.info("client_detached", client=self._clients)
                     return

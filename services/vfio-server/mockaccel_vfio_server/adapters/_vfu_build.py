@@ -154,7 +154,7 @@ enum mockaccel_serve_end {
     MOCKACCEL_HUNG_UP = -3,
 };
 int mockaccel_serve(vfu_ctx_t *vfu_ctx, int conn_fd, int wake_fd,
-                    int listen_fd, int io_timeout_ms);
+                    int listen_fd, int stall_ms);
 """
 
 # Our C (kernel style, a resource of this package): compiled into the extension.

@@ -143,7 +143,7 @@ class ServeEnd(enum.IntEnum):
     """Why ``serve()`` returned without an error."""
 
     WOKEN = 0  # the wake fd is readable: the caller has work for the context
-    STALLED = -2  # one message took ``io_timeout`` or more
+    STALLED = -2  # one message took ``stall_after`` or more
     HUNG_UP = -3  # the socket reported an error or hang-up, and no message
 
 
@@ -426,7 +426,7 @@ class VfuContext:
             raise self._error(self._ffi.errno, "vfu_run_ctx")
         return int(ret)
 
-    def serve(self, wake_fd: int, *, io_timeout: float) -> ServeEnd:
+    def serve(self, wake_fd: int, *, stall_after: float) -> ServeEnd:
         """Serve the attached client in this thread until it ends or ``wake_fd`` is readable.
 
         Blocks (the GIL released) in ``poll(2)`` on the connection and
@@ -437,8 +437,8 @@ class VfuContext:
         ``VfuDisconnected`` when the client went away, ``VfuError`` on any other
         library error. Only one thread may use the context meanwhile.
         """
-        timeout_ms = max(1, round(io_timeout * 1000))
-        ret = self._lib.mockaccel_serve(self._ptr, self.poll_fd, wake_fd, self._listen_fd, timeout_ms)
+        stall_ms = max(1, round(stall_after * 1000))
+        ret = self._lib.mockaccel_serve(self._ptr, self.poll_fd, wake_fd, self._listen_fd, stall_ms)
         if ret == self._lib.MOCKACCEL_FAILED:
             raise self._error(self._ffi.errno, "vfu_run_ctx")
         return ServeEnd(ret)

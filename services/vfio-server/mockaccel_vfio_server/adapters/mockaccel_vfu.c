@@ -108,7 +108,7 @@ static int mockaccel_run(vfu_ctx_t *vfu_ctx, int max, int listen_fd)
 enum mockaccel_serve_end {
 	MOCKACCEL_WOKEN = 0,	/* wake_fd is readable: the caller has work */
 	MOCKACCEL_FAILED = -1,	/* errno says why; ENOTCONN: the client left */
-	MOCKACCEL_STALLED = -2,	/* one message took io_timeout_ms or more */
+	MOCKACCEL_STALLED = -2,	/* one message took stall_ms or more */
 	MOCKACCEL_HUNG_UP = -3,	/* error or hang-up on the socket, no message */
 };
 
@@ -130,7 +130,7 @@ static int64_t mockaccel_ms_since(const struct timespec *start)
  * mockaccel_run() says so (ENOTCONN) and we return at once.
  */
 static int mockaccel_serve(vfu_ctx_t *vfu_ctx, int conn_fd, int wake_fd,
-			   int listen_fd, int io_timeout_ms)
+			   int listen_fd, int stall_ms)
 {
 	struct pollfd fds[2] = {
 		{ .fd = wake_fd, .events = POLLIN },
@@ -153,7 +153,7 @@ static int mockaccel_serve(vfu_ctx_t *vfu_ctx, int conn_fd, int wake_fd,
 		ret = mockaccel_run(vfu_ctx, 1, listen_fd);
 		if (ret < 0)
 			return MOCKACCEL_FAILED;
-		if (mockaccel_ms_since(&start) >= io_timeout_ms)
+		if (mockaccel_ms_since(&start) >= stall_ms)
 			return MOCKACCEL_STALLED;
 		if (ret == 0 && (fds[1].revents & (POLLERR | POLLHUP)))
 			return MOCKACCEL_HUNG_UP;
