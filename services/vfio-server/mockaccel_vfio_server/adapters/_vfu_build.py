@@ -40,6 +40,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,10 @@ def _compile(prefix: Path, target: Path) -> None:
         extra_link_args=[f"-Wl,-rpath,{libdir}"],
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp, warnings.catch_warnings():
+        # cffi compiles through distutils, whose modules warn that they are deprecated as they are
+        # imported: not ours to act on, and fatal in a process that turns warnings into errors (a test run).
+        warnings.simplefilter("ignore", DeprecationWarning)
         built = Path(ffi.compile(tmpdir=tmp, verbose=False))
         os.replace(built, target)
 

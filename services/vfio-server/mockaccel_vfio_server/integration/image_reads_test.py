@@ -10,8 +10,12 @@ the real server with a raw vfio-user client.
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +42,27 @@ def allowed(device: Device, offset: int, width: int) -> bool:
     except GuestError:
         return False
     return True
+
+
+def test_the_binding_compiles_where_warnings_are_errors(tmp_path: Path) -> None:
+    """A cold cache compiles in whichever process needs the binding first, a test run included.
+
+    cffi compiles through distutils, whose import warns; under pytest's
+    ``filterwarnings = error`` that warning failed the first test to compile.
+    """
+    target = tmp_path / "cffi" / "binding.so"
+    path = os.pathsep.join(os.path.abspath(entry) for entry in sys.path)  # the sandbox's entries are relative
+    script = "import sys; from pathlib import Path; from mockaccel_vfio_server.adapters._vfu_build import _compile; "
+    script += "_compile(Path(sys.argv[1]), Path(sys.argv[2]))"
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script, str(require("MOCKACCEL_LIBVFIO_USER_PREFIX")), str(target)],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert target.is_file()
 
 
 def test_the_c_read_rule_is_the_device_rule() -> None:
