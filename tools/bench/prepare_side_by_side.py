@@ -8,11 +8,14 @@ kubelet-side client, the Go one built from the kubelet's own stubs
 (tools/go/kubelet-client, ``-bench`` mode), drives each plugin in turn:
 registration, then for 1-device and 8-device claims SEQUENTIAL prepare +
 unprepare pairs, then CONCURRENT claims prepared at once (one call each, as
-kubelet does per pod) and unprepared at once, CONCURRENT_ROUNDS times. The
-plugins alternate for ``--rounds`` rounds and the samples are pooled, so
-background load on the machine hits both alike. Printed: p50/p99 per mode for
-each plugin and their ratio (node agent / reference), and RSS idle and after
-load (VmRSS, and VmHWM, the peak).
+kubelet does per pod) and unprepared at once, CONCURRENT_ROUNDS times; last,
+the floor row: FLOOR sequential unprepares of claims the plugin never
+prepared, so it only looks each up and answers (what a call costs with no
+work behind it: transport, framework, lookup). The plugins alternate for
+``--rounds`` rounds and the samples are pooled, so background load on the
+machine hits both alike. Printed: p50/p99 per mode for each plugin and their
+ratio (node agent / reference), and RSS idle and after load (VmRSS, and
+VmHWM, the peak).
 
 The node agent runs as deployed: by default its production pex (``./pants
 package services/node-agent/mockaccel_node_agent:node-agent``, what the
@@ -54,6 +57,7 @@ from mockaccel_testing.node_agent import DRIVER, AgentDirs, agent_dirs, simulate
 from mockaccel_testing.service_process import image_env, service_process
 
 SEQUENTIAL = 200
+FLOOR = 400
 CONCURRENT = 20
 CONCURRENT_ROUNDS = 5
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +188,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per plugin, pooled (default 3)")
     parser.add_argument("--sequential", type=int, default=SEQUENTIAL, help="sequential calls per round and size")
+    parser.add_argument("--floor", type=int, default=FLOOR, help="floor calls per round (never-prepared claims)")
     parser.add_argument("--agent-env", action="append", default=[], help="extra KEY=VALUE for the node agent")
     parser.add_argument("--pex", type=Path, help=f"run the node agent from this pex (default: {PEX.name} if built)")
     parser.add_argument("--no-pex", action="store_true", help="run python -m mockaccel_node_agent in this environment")
@@ -224,6 +229,7 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
                     "concurrent": CONCURRENT,
                     "rounds": CONCURRENT_ROUNDS,
                     "groups": [{"label": "1 device", "claims": ones}, {"label": "8 devices", "claims": eights}],
+                    "floor": args.floor,
                 }
             )
         )
@@ -275,6 +281,10 @@ async def bench(plane: ControlPlane, client: Path, reference: Path, args: argpar
             key = (label, f"{verb}_{how}")
             extent = f"{args.sequential} sequential" if how == "sequential" else f"{CONCURRENT} concurrent"
             print(row(f"{verb}, {label}, {extent}", pooled["reference"][key], pooled["node agent"][key]))
+    if args.floor > 0:
+        floor = ("floor", "unprepare_unknown")
+        label = f"floor: unprepare, claim never prepared, {args.floor} sequential"
+        print(row(label, pooled["reference"][floor], pooled["node agent"][floor]))
     mib = {k: v / 1024 for k, v in idle.items()}
     aft = {k: v / 1024 for k, v in after.items()}
     top = {k: v / 1024 for k, v in peak.items()}

@@ -31,6 +31,10 @@ type benchPlan struct {
 	Concurrent int          `json:"concurrent"`
 	Rounds     int          `json:"rounds"`
 	Groups     []benchGroup `json:"groups"`
+	// Floor: sequential NodeUnprepareResources calls, each for a claim the plugin
+	// never prepared, so it only looks the claim up and answers: the cost of a
+	// call itself (transport, framework, lookup), with no work behind it.
+	Floor int `json:"floor"`
 }
 
 // Seconds per call, by group label and phase.
@@ -177,6 +181,14 @@ func runBench(regSocket, planFile string, timeout time.Duration) int {
 			s["unprepare_concurrent"] = append(s["unprepare_concurrent"], b.concurrently(batch, b.unprepare)...)
 		}
 		res.Samples[group.Label] = s
+	}
+	if plan.Floor > 0 {
+		s := map[string][]float64{}
+		for i := 0; i < plan.Floor; i++ {
+			claim := []benchClaim{{Namespace: "floor", UID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Name: fmt.Sprintf("floor-%d", i)}}
+			s["unprepare_unknown"] = append(s["unprepare_unknown"], b.unprepare(claim))
+		}
+		res.Samples["floor"] = s
 	}
 	res.Errors = b.errors
 	out, _ := json.Marshal(res)
